@@ -1,0 +1,363 @@
+//! The configuration model: the raw file form ([`FileConfig`]), and the typed [`Config`] it is
+//! resolved into once, where every value has been checked and defaulted. Nothing downstream
+//! re-validates; an invalid [`Config`] cannot be built. Errors name the key and say why.
+
+mod file;
+mod units;
+
+pub use file::{FileCluster, FileConfig, FileEndpoint, FileLimits, FileListener, FileProxy, FileRoute, FileServer, FileTimeouts};
+pub use units::{parse_duration, parse_size, Quantity};
+
+use crate::rewrite::ForwardPolicy;
+use crate::route::{HostMatch, Route, Router};
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A configuration error: which key, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The key path, such as `clusters[0].endpoints[1].addr`.
+    pub key: String,
+    /// What is wrong, in words.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err<T>(key: impl Into<String>, message: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError { key: key.into(), message: message.into() })
+}
+
+/// Which I/O driver the workers run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoDriver {
+    /// io_uring when the kernel allows it, else epoll.
+    Auto,
+    /// io_uring or refuse to start.
+    Uring,
+    /// epoll.
+    Epoll,
+}
+
+/// Process-wide settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    /// Worker threads; 0 means one per CPU the process may run on.
+    pub workers: usize,
+    /// CPUs to pin to; empty means the process's affinity mask.
+    pub cpu_list: Vec<usize>,
+    /// The I/O driver.
+    pub io_driver: IoDriver,
+    /// io_uring entries per worker.
+    pub io_uring_entries: u32,
+    /// Listen backlog.
+    pub backlog: u32,
+    /// Client connections per worker.
+    pub max_connections: usize,
+    /// Time shutdown waits for in-flight requests.
+    pub drain_timeout: Duration,
+    /// The admin endpoint, if any.
+    pub admin: Option<Admin>,
+    /// Log level filter.
+    pub log_level: String,
+    /// Access log destination; `None` when off, `Some("-")` for standard output.
+    pub access_log: Option<String>,
+}
+
+/// The admin endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// The bearer token state-changing calls must present (required off loopback).
+    pub token: Option<String>,
+}
+
+/// Timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Complete request head.
+    pub header: Duration,
+    /// Idle keep-alive, and a stalled body transfer.
+    pub idle: Duration,
+    /// Upstream connect.
+    pub upstream_connect: Duration,
+    /// Upstream response start, and each later upstream read.
+    pub upstream_response: Duration,
+}
+
+/// Size limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request head.
+    pub max_header_bytes: usize,
+    /// Largest request body; `None` for no limit.
+    pub max_body_bytes: Option<u64>,
+}
+
+/// Upstream connection reuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// Idle connections kept per endpoint per worker.
+    pub size: usize,
+    /// How long an idle connection is kept.
+    pub idle_timeout: Duration,
+}
+
+/// A listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// Its name.
+    pub name: String,
+    /// Its address.
+    pub bind: SocketAddr,
+}
+
+/// An upstream endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Its weight, 1 to 1000.
+    pub weight: u32,
+    /// Its index across all clusters; per-core pools are indexed by it.
+    pub id: usize,
+}
+
+/// A cluster of endpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    /// Its name.
+    pub name: String,
+    /// Its endpoints (possibly none: requests then get 503).
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Process-wide settings.
+    pub server: Server,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Limits.
+    pub limits: Limits,
+    /// Forwarding headers and Host handling.
+    pub forward: ForwardPolicy,
+    /// Upstream connection reuse.
+    pub pool: PoolSettings,
+    /// Listeners, in file order.
+    pub listeners: Vec<Listener>,
+    /// The route table.
+    pub router: Router,
+    /// Clusters, indexed by the router's cluster ids.
+    pub clusters: Vec<Cluster>,
+}
+
+impl Config {
+    /// Total number of endpoints across clusters (the range of [`Endpoint::id`]).
+    pub fn endpoint_count(&self) -> usize {
+        self.clusters.iter().map(|c| c.endpoints.len()).sum()
+    }
+
+    /// Resolves and validates a raw configuration.
+    pub fn resolve(file: &FileConfig) -> Result<Config, ConfigError> {
+        let server = resolve_server(&file.server)?;
+        let t = &file.timeouts;
+        let timeouts = Timeouts {
+            header: duration(&t.header, "timeouts.header", Duration::from_secs(10))?,
+            idle: duration(&t.idle, "timeouts.idle", Duration::from_secs(60))?,
+            upstream_connect: duration(&t.upstream_connect, "timeouts.upstream_connect", Duration::from_secs(3))?,
+            upstream_response: duration(&t.upstream_response, "timeouts.upstream_response", Duration::from_secs(60))?,
+        };
+        let max_header = size(&file.limits.max_header_bytes, "limits.max_header_bytes", 16 * 1024)?;
+        if !(1024..=1 << 20).contains(&max_header) {
+            return err("limits.max_header_bytes", "must be between 1k and 1m");
+        }
+        let max_body = size(&file.limits.max_body_bytes, "limits.max_body_bytes", 0)?;
+        let limits = Limits {
+            max_header_bytes: max_header as usize,
+            max_body_bytes: (max_body > 0).then_some(max_body),
+        };
+        let p = &file.proxy;
+        let via = p.via.clone().unwrap_or_else(|| "ringway".to_owned());
+        if !via.bytes().all(|b| b.is_ascii_graphic()) {
+            return err("proxy.via", "must be a single token without spaces (or empty to add no Via)");
+        }
+        let forward = ForwardPolicy {
+            x_forwarded_for: p.x_forwarded_for.unwrap_or(true),
+            x_forwarded_proto: p.x_forwarded_proto.unwrap_or(true),
+            via: (!via.is_empty()).then_some(via),
+            preserve_host: p.preserve_host.unwrap_or(true),
+        };
+        let pool_size = p.upstream_pool_size.unwrap_or(64);
+        if pool_size > 4096 {
+            return err("proxy.upstream_pool_size", "must be at most 4096");
+        }
+        let pool = PoolSettings {
+            size: pool_size,
+            idle_timeout: duration(&p.upstream_idle_timeout, "proxy.upstream_idle_timeout", Duration::from_secs(60))?,
+        };
+        let listeners = resolve_listeners(&file.listeners)?;
+        let clusters = resolve_clusters(&file.clusters)?;
+        let router = resolve_routes(&file.routes, &clusters)?;
+        Ok(Config { server, timeouts, limits, forward, pool, listeners, router, clusters })
+    }
+}
+
+fn duration(v: &Option<Quantity>, key: &str, default: Duration) -> Result<Duration, ConfigError> {
+    let Some(q) = v else { return Ok(default) };
+    let d = q.duration().or_else(|m| err(key, m))?;
+    if d.is_zero() {
+        return err(key, "must be greater than zero");
+    }
+    Ok(d)
+}
+
+fn size(v: &Option<Quantity>, key: &str, default: u64) -> Result<u64, ConfigError> {
+    v.as_ref().map_or(Ok(default), |q| q.bytes().or_else(|m| err(key, m)))
+}
+
+fn resolve_server(s: &FileServer) -> Result<Server, ConfigError> {
+    let workers = s.workers.unwrap_or(0);
+    if workers > 1024 {
+        return err("server.workers", "must be at most 1024 (0 means one per CPU)");
+    }
+    let io_driver = match s.io_driver.as_deref().unwrap_or("auto") {
+        "auto" => IoDriver::Auto,
+        "uring" | "io_uring" => IoDriver::Uring,
+        "epoll" => IoDriver::Epoll,
+        other => return err("server.io_driver", format!("`{other}` is not one of auto, uring, epoll")),
+    };
+    let entries = s.io_uring_entries.unwrap_or(1024);
+    if !(256..=32768).contains(&entries) || !entries.is_power_of_two() {
+        return err("server.io_uring_entries", "must be a power of two from 256 to 32768");
+    }
+    let backlog = s.backlog.unwrap_or(4096);
+    if !(1..=65535).contains(&backlog) {
+        return err("server.backlog", "must be from 1 to 65535");
+    }
+    let max_connections = s.max_connections.unwrap_or(100_000);
+    if max_connections == 0 {
+        return err("server.max_connections", "must be at least 1");
+    }
+    let admin = match &s.admin {
+        None => None,
+        Some(a) if a.is_empty() => None,
+        Some(a) => {
+            let addr: SocketAddr = a
+                .parse()
+                .or_else(|_| err("server.admin", format!("`{a}` is not an ip:port address")))?;
+            let token = s.admin_token.clone().filter(|t| !t.is_empty());
+            if !addr.ip().is_loopback() && token.is_none() {
+                return err(
+                    "server.admin",
+                    "a non-loopback admin address needs server.admin_token to be set",
+                );
+            }
+            Some(Admin { addr, token })
+        }
+    };
+    let log_level = s.log_level.clone().unwrap_or_else(|| "info".to_owned());
+    if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
+        return err("server.log_level", format!("`{log_level}` is not one of error, warn, info, debug, trace"));
+    }
+    Ok(Server {
+        workers,
+        cpu_list: s.cpu_list.clone().unwrap_or_default(),
+        io_driver,
+        io_uring_entries: entries,
+        backlog,
+        max_connections,
+        drain_timeout: duration(&s.drain_timeout, "server.drain_timeout", Duration::from_secs(30))?,
+        admin,
+        log_level,
+        access_log: s.access_log.clone().filter(|p| !p.is_empty()),
+    })
+}
+
+fn resolve_listeners(raw: &[FileListener]) -> Result<Vec<Listener>, ConfigError> {
+    if raw.is_empty() {
+        return err("listeners", "at least one listener is needed (a [[listeners]] entry or --listen)");
+    }
+    let mut names = HashSet::new();
+    let mut binds = HashSet::new();
+    raw.iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let key = format!("listeners[{i}]");
+            if l.name.is_empty() || !names.insert(l.name.clone()) {
+                return err(format!("{key}.name"), format!("`{}` is empty or used twice", l.name));
+            }
+            let bind: SocketAddr = l
+                .bind
+                .parse()
+                .or_else(|_| err(format!("{key}.bind"), format!("`{}` is not an ip:port address", l.bind)))?;
+            if bind.port() != 0 && !binds.insert(bind) {
+                return err(format!("{key}.bind"), format!("{bind} is bound by another listener"));
+            }
+            Ok(Listener { name: l.name.clone(), bind })
+        })
+        .collect()
+}
+
+fn resolve_clusters(raw: &[FileCluster]) -> Result<Vec<Cluster>, ConfigError> {
+    let mut names = HashSet::new();
+    let mut next_id = 0;
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, c) in raw.iter().enumerate() {
+        if c.name.is_empty() || !names.insert(c.name.clone()) {
+            return err(format!("clusters[{i}].name"), format!("`{}` is empty or used twice", c.name));
+        }
+        let mut endpoints = Vec::with_capacity(c.endpoints.len());
+        for (j, e) in c.endpoints.iter().enumerate() {
+            let key = format!("clusters[{i}].endpoints[{j}]");
+            let addr: SocketAddr = e
+                .addr
+                .parse()
+                .or_else(|_| err(format!("{key}.addr"), format!("`{}` is not an ip:port address", e.addr)))?;
+            if addr.port() == 0 {
+                return err(format!("{key}.addr"), "port 0 cannot be connected to");
+            }
+            let weight = e.weight.unwrap_or(1);
+            if !(1..=1000).contains(&weight) {
+                return err(format!("{key}.weight"), "must be from 1 to 1000");
+            }
+            endpoints.push(Endpoint { addr, weight, id: next_id });
+            next_id += 1;
+        }
+        out.push(Cluster { name: c.name.clone(), endpoints });
+    }
+    Ok(out)
+}
+
+fn resolve_routes(raw: &[FileRoute], clusters: &[Cluster]) -> Result<Router, ConfigError> {
+    if raw.is_empty() {
+        return err("routes", "no [[routes]] entry: every request would be answered 404 (or use --upstream)");
+    }
+    let mut routes = Vec::with_capacity(raw.len());
+    for (i, r) in raw.iter().enumerate() {
+        let key = format!("routes[{i}]");
+        let Some(cluster) = clusters.iter().position(|c| c.name == r.cluster) else {
+            return err(format!("{key}.cluster"), format!("no cluster is named `{}`", r.cluster));
+        };
+        let host = HostMatch::parse(r.host.as_deref()).or_else(|m| err(format!("{key}.host"), m))?;
+        let path_prefix = r.path_prefix.clone().unwrap_or_else(|| "/".to_owned());
+        if !path_prefix.starts_with('/') || path_prefix.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return err(format!("{key}.path_prefix"), "must start with / and contain no spaces");
+        }
+        routes.push(Route { host, path_prefix, cluster });
+    }
+    Ok(Router::new(routes))
+}
+
+#[cfg(test)]
+mod tests;

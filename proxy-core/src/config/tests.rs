@@ -1,0 +1,79 @@
+use super::*;
+
+fn resolve(toml_text: &str) -> Result<Config, ConfigError> {
+    let file: FileConfig = toml::from_str(toml_text).expect("valid TOML");
+    Config::resolve(&file)
+}
+
+const MINIMAL: &str = r#"
+[[listeners]]
+name = "public"
+bind = "127.0.0.1:8080"
+[[routes]]
+cluster = "app"
+[[clusters]]
+name = "app"
+endpoints = [{ addr = "127.0.0.1:9001", weight = 2 }, { addr = "127.0.0.1:9002" }]
+"#;
+
+#[test]
+fn minimal_file_gets_defaults() {
+    let c = resolve(MINIMAL).unwrap();
+    assert_eq!(c.server.workers, 0);
+    assert_eq!(c.server.io_driver, IoDriver::Auto);
+    assert_eq!(c.timeouts.header, Duration::from_secs(10));
+    assert_eq!(c.limits.max_header_bytes, 16384);
+    assert_eq!(c.limits.max_body_bytes, None);
+    assert_eq!(c.clusters[0].endpoints[0].weight, 2);
+    assert_eq!(c.clusters[0].endpoints[1].id, 1);
+    assert_eq!(c.router.route(Some(b"x"), b"/"), Some(0));
+    assert_eq!(c.forward.via.as_deref(), Some("ringway"));
+}
+
+#[test]
+fn errors_name_the_key() {
+    let cases: &[(&str, &str)] = &[
+        ("[timeouts]\nheader = \"10x\"\n", "timeouts.header"),
+        ("[timeouts]\nidle = 0\n", "timeouts.idle"),
+        ("[limits]\nmax_header_bytes = 10\n", "limits.max_header_bytes"),
+        ("[server]\nio_driver = \"kqueue\"\n", "server.io_driver"),
+        ("[server]\nio_uring_entries = 1000\n", "server.io_uring_entries"),
+        ("[server]\nadmin = \"0.0.0.0:9901\"\n", "server.admin"),
+        ("[server]\nadmin = \"nowhere\"\n", "server.admin"),
+        ("[server]\nlog_level = \"loud\"\n", "server.log_level"),
+    ];
+    for (extra, key) in cases {
+        let e = resolve(&format!("{extra}{MINIMAL}")).unwrap_err();
+        assert_eq!(&e.key, key, "{extra}: {e}");
+    }
+    let bad_endpoint = MINIMAL.replace("127.0.0.1:9002", "not-an-address");
+    assert_eq!(resolve(&bad_endpoint).unwrap_err().key, "clusters[0].endpoints[1].addr");
+    let bad_cluster = MINIMAL.replace("cluster = \"app\"", "cluster = \"nope\"");
+    assert_eq!(resolve(&bad_cluster).unwrap_err().key, "routes[0].cluster");
+    let bad_weight = MINIMAL.replace("weight = 2", "weight = 0");
+    assert_eq!(resolve(&bad_weight).unwrap_err().key, "clusters[0].endpoints[0].weight");
+    let bad_bind = MINIMAL.replace("127.0.0.1:8080", "localhost");
+    assert_eq!(resolve(&bad_bind).unwrap_err().key, "listeners[0].bind");
+}
+
+#[test]
+fn unknown_keys_are_refused() {
+    let e = toml::from_str::<FileConfig>("[server]\nworkerz = 2\n").unwrap_err();
+    assert!(e.to_string().contains("workerz"), "{e}");
+}
+
+#[test]
+fn admin_off_loopback_needs_a_token() {
+    let text = format!("[server]\nadmin = \"0.0.0.0:9901\"\nadmin_token = \"s3cret\"\n{MINIMAL}");
+    let c = resolve(&text).unwrap();
+    assert_eq!(c.server.admin.unwrap().token.as_deref(), Some("s3cret"));
+}
+
+#[test]
+fn empty_cluster_is_allowed() {
+    let text = MINIMAL.replace(
+        "endpoints = [{ addr = \"127.0.0.1:9001\", weight = 2 }, { addr = \"127.0.0.1:9002\" }]",
+        "endpoints = []",
+    );
+    assert!(resolve(&text).unwrap().clusters[0].endpoints.is_empty());
+}
