@@ -16,7 +16,11 @@ impl RoundRobin {
     pub fn new(weights: impl IntoIterator<Item = u32>) -> RoundRobin {
         let weights: Vec<i64> = weights.into_iter().map(|w| i64::from(w.max(1))).collect();
         let total = weights.iter().sum();
-        RoundRobin { current: vec![0; weights.len()], weights, total }
+        RoundRobin {
+            current: vec![0; weights.len()],
+            weights,
+            total,
+        }
     }
 
     /// Picks the next endpoint index, or `None` when there are no endpoints.

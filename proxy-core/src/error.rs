@@ -59,27 +59,61 @@ impl Status {
         macro_rules! canned {
             ($status:literal, $len:literal, $body:literal) => {
                 if close {
-                    concat!("HTTP/1.1 ", $status, "\r\nContent-Type: text/plain\r\nContent-Length: ", $len,
-                        "\r\nConnection: close\r\n\r\n", $body).as_bytes()
+                    concat!(
+                        "HTTP/1.1 ",
+                        $status,
+                        "\r\nContent-Type: text/plain\r\nContent-Length: ",
+                        $len,
+                        "\r\nConnection: close\r\n\r\n",
+                        $body
+                    )
+                    .as_bytes()
                 } else {
-                    concat!("HTTP/1.1 ", $status, "\r\nContent-Type: text/plain\r\nContent-Length: ", $len,
-                        "\r\n\r\n", $body).as_bytes()
+                    concat!(
+                        "HTTP/1.1 ",
+                        $status,
+                        "\r\nContent-Type: text/plain\r\nContent-Length: ",
+                        $len,
+                        "\r\n\r\n",
+                        $body
+                    )
+                    .as_bytes()
                 }
             };
         }
         match self {
             Status::BadRequest => canned!("400 Bad Request", "12", "bad request\n"),
             Status::NotFound => canned!("404 Not Found", "26", "no route for this request\n"),
-            Status::MethodNotAllowed => canned!("405 Method Not Allowed", "19", "method not allowed\n"),
+            Status::MethodNotAllowed => {
+                canned!("405 Method Not Allowed", "19", "method not allowed\n")
+            }
             Status::RequestTimeout => canned!("408 Request Timeout", "18", "request timed out\n"),
-            Status::PayloadTooLarge => canned!("413 Payload Too Large", "23", "request body too large\n"),
-            Status::ExpectationFailed => canned!("417 Expectation Failed", "24", "unsupported expectation\n"),
-            Status::HeaderFieldsTooLarge => canned!("431 Request Header Fields Too Large", "25", "request header too large\n"),
-            Status::NotImplemented => canned!("501 Not Implemented", "30", "transfer coding not supported\n"),
+            Status::PayloadTooLarge => {
+                canned!("413 Payload Too Large", "23", "request body too large\n")
+            }
+            Status::ExpectationFailed => {
+                canned!("417 Expectation Failed", "24", "unsupported expectation\n")
+            }
+            Status::HeaderFieldsTooLarge => canned!(
+                "431 Request Header Fields Too Large",
+                "25",
+                "request header too large\n"
+            ),
+            Status::NotImplemented => canned!(
+                "501 Not Implemented",
+                "30",
+                "transfer coding not supported\n"
+            ),
             Status::BadGateway => canned!("502 Bad Gateway", "16", "upstream failed\n"),
-            Status::ServiceUnavailable => canned!("503 Service Unavailable", "22", "no upstream available\n"),
+            Status::ServiceUnavailable => {
+                canned!("503 Service Unavailable", "22", "no upstream available\n")
+            }
             Status::GatewayTimeout => canned!("504 Gateway Timeout", "19", "upstream timed out\n"),
-            Status::VersionNotSupported => canned!("505 HTTP Version Not Supported", "27", "http version not supported\n"),
+            Status::VersionNotSupported => canned!(
+                "505 HTTP Version Not Supported",
+                "27",
+                "http version not supported\n"
+            ),
         }
     }
 

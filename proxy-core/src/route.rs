@@ -24,11 +24,16 @@ pub enum HostMatch {
 impl HostMatch {
     /// Parses a route's `host` value: `name`, `*.suffix`, or absent for any host.
     pub fn parse(host: Option<&str>) -> Result<HostMatch, &'static str> {
-        let Some(host) = host else { return Ok(HostMatch::Any) };
+        let Some(host) = host else {
+            return Ok(HostMatch::Any);
+        };
         let lower = host.to_ascii_lowercase();
         let valid = |s: &str| {
             !s.is_empty()
-                && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']'))
+                && s.bytes().all(|b| {
+                    b.is_ascii_alphanumeric()
+                        || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']')
+                })
         };
         if let Some(suffix) = lower.strip_prefix("*.") {
             if !valid(suffix) {
@@ -108,7 +113,11 @@ mod tests {
     use super::*;
 
     fn route(host: Option<&str>, prefix: &str, cluster: ClusterId) -> Route {
-        Route { host: HostMatch::parse(host).unwrap(), path_prefix: prefix.into(), cluster }
+        Route {
+            host: HostMatch::parse(host).unwrap(),
+            path_prefix: prefix.into(),
+            cluster,
+        }
     }
 
     #[test]
@@ -127,7 +136,11 @@ mod tests {
         assert_eq!(r.route(Some(b"API.Example.COM"), b"/"), Some(3));
         assert_eq!(r.route(Some(b"api.example.com"), b"/v2/x"), Some(4));
         assert_eq!(r.route(Some(b"a.b.example.com"), b"/"), Some(5));
-        assert_eq!(r.route(Some(b"example.com"), b"/api"), Some(1), "wildcard excludes the apex");
+        assert_eq!(
+            r.route(Some(b"example.com"), b"/api"),
+            Some(1),
+            "wildcard excludes the apex"
+        );
     }
 
     #[test]
@@ -140,7 +153,11 @@ mod tests {
 
     #[test]
     fn equal_routes_keep_configured_order() {
-        let r = Router::new(vec![route(None, "/a", 7), route(None, "/b", 8), route(None, "/a", 9)]);
+        let r = Router::new(vec![
+            route(None, "/a", 7),
+            route(None, "/b", 8),
+            route(None, "/a", 9),
+        ]);
         assert_eq!(r.route(None, b"/a"), Some(7));
     }
 

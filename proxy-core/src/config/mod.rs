@@ -5,7 +5,10 @@
 mod file;
 mod units;
 
-pub use file::{FileCluster, FileConfig, FileEndpoint, FileLimits, FileListener, FileProxy, FileRoute, FileServer, FileTimeouts};
+pub use file::{
+    FileCluster, FileConfig, FileEndpoint, FileLimits, FileListener, FileProxy, FileRoute,
+    FileServer, FileTimeouts,
+};
 pub use units::{parse_duration, parse_size, Quantity};
 
 use crate::rewrite::ForwardPolicy;
@@ -33,7 +36,10 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 fn err<T>(key: impl Into<String>, message: impl Into<String>) -> Result<T, ConfigError> {
-    Err(ConfigError { key: key.into(), message: message.into() })
+    Err(ConfigError {
+        key: key.into(),
+        message: message.into(),
+    })
 }
 
 /// Which I/O driver the workers run on.
@@ -175,10 +181,22 @@ impl Config {
         let timeouts = Timeouts {
             header: duration(&t.header, "timeouts.header", Duration::from_secs(10))?,
             idle: duration(&t.idle, "timeouts.idle", Duration::from_secs(60))?,
-            upstream_connect: duration(&t.upstream_connect, "timeouts.upstream_connect", Duration::from_secs(3))?,
-            upstream_response: duration(&t.upstream_response, "timeouts.upstream_response", Duration::from_secs(60))?,
+            upstream_connect: duration(
+                &t.upstream_connect,
+                "timeouts.upstream_connect",
+                Duration::from_secs(3),
+            )?,
+            upstream_response: duration(
+                &t.upstream_response,
+                "timeouts.upstream_response",
+                Duration::from_secs(60),
+            )?,
         };
-        let max_header = size(&file.limits.max_header_bytes, "limits.max_header_bytes", 16 * 1024)?;
+        let max_header = size(
+            &file.limits.max_header_bytes,
+            "limits.max_header_bytes",
+            16 * 1024,
+        )?;
         if !(1024..=1 << 20).contains(&max_header) {
             return err("limits.max_header_bytes", "must be between 1k and 1m");
         }
@@ -190,7 +208,10 @@ impl Config {
         let p = &file.proxy;
         let via = p.via.clone().unwrap_or_else(|| "ringway".to_owned());
         if !via.bytes().all(|b| b.is_ascii_graphic()) {
-            return err("proxy.via", "must be a single token without spaces (or empty to add no Via)");
+            return err(
+                "proxy.via",
+                "must be a single token without spaces (or empty to add no Via)",
+            );
         }
         let forward = ForwardPolicy {
             x_forwarded_for: p.x_forwarded_for.unwrap_or(true),
@@ -204,12 +225,25 @@ impl Config {
         }
         let pool = PoolSettings {
             size: pool_size,
-            idle_timeout: duration(&p.upstream_idle_timeout, "proxy.upstream_idle_timeout", Duration::from_secs(60))?,
+            idle_timeout: duration(
+                &p.upstream_idle_timeout,
+                "proxy.upstream_idle_timeout",
+                Duration::from_secs(60),
+            )?,
         };
         let listeners = resolve_listeners(&file.listeners)?;
         let clusters = resolve_clusters(&file.clusters)?;
         let router = resolve_routes(&file.routes, &clusters)?;
-        Ok(Config { server, timeouts, limits, forward, pool, listeners, router, clusters })
+        Ok(Config {
+            server,
+            timeouts,
+            limits,
+            forward,
+            pool,
+            listeners,
+            router,
+            clusters,
+        })
     }
 }
 
@@ -223,23 +257,35 @@ fn duration(v: &Option<Quantity>, key: &str, default: Duration) -> Result<Durati
 }
 
 fn size(v: &Option<Quantity>, key: &str, default: u64) -> Result<u64, ConfigError> {
-    v.as_ref().map_or(Ok(default), |q| q.bytes().or_else(|m| err(key, m)))
+    v.as_ref()
+        .map_or(Ok(default), |q| q.bytes().or_else(|m| err(key, m)))
 }
 
 fn resolve_server(s: &FileServer) -> Result<Server, ConfigError> {
     let workers = s.workers.unwrap_or(0);
     if workers > 1024 {
-        return err("server.workers", "must be at most 1024 (0 means one per CPU)");
+        return err(
+            "server.workers",
+            "must be at most 1024 (0 means one per CPU)",
+        );
     }
     let io_driver = match s.io_driver.as_deref().unwrap_or("auto") {
         "auto" => IoDriver::Auto,
         "uring" | "io_uring" => IoDriver::Uring,
         "epoll" => IoDriver::Epoll,
-        other => return err("server.io_driver", format!("`{other}` is not one of auto, uring, epoll")),
+        other => {
+            return err(
+                "server.io_driver",
+                format!("`{other}` is not one of auto, uring, epoll"),
+            )
+        }
     };
     let entries = s.io_uring_entries.unwrap_or(1024);
     if !(256..=32768).contains(&entries) || !entries.is_power_of_two() {
-        return err("server.io_uring_entries", "must be a power of two from 256 to 32768");
+        return err(
+            "server.io_uring_entries",
+            "must be a power of two from 256 to 32768",
+        );
     }
     let backlog = s.backlog.unwrap_or(4096);
     if !(1..=65535).contains(&backlog) {
@@ -268,7 +314,10 @@ fn resolve_server(s: &FileServer) -> Result<Server, ConfigError> {
     };
     let log_level = s.log_level.clone().unwrap_or_else(|| "info".to_owned());
     if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
-        return err("server.log_level", format!("`{log_level}` is not one of error, warn, info, debug, trace"));
+        return err(
+            "server.log_level",
+            format!("`{log_level}` is not one of error, warn, info, debug, trace"),
+        );
     }
     Ok(Server {
         workers,
@@ -277,7 +326,11 @@ fn resolve_server(s: &FileServer) -> Result<Server, ConfigError> {
         io_uring_entries: entries,
         backlog,
         max_connections,
-        drain_timeout: duration(&s.drain_timeout, "server.drain_timeout", Duration::from_secs(30))?,
+        drain_timeout: duration(
+            &s.drain_timeout,
+            "server.drain_timeout",
+            Duration::from_secs(30),
+        )?,
         admin,
         log_level,
         access_log: s.access_log.clone().filter(|p| !p.is_empty()),
@@ -286,7 +339,10 @@ fn resolve_server(s: &FileServer) -> Result<Server, ConfigError> {
 
 fn resolve_listeners(raw: &[FileListener]) -> Result<Vec<Listener>, ConfigError> {
     if raw.is_empty() {
-        return err("listeners", "at least one listener is needed (a [[listeners]] entry or --listen)");
+        return err(
+            "listeners",
+            "at least one listener is needed (a [[listeners]] entry or --listen)",
+        );
     }
     let mut names = HashSet::new();
     let mut binds = HashSet::new();
@@ -295,16 +351,27 @@ fn resolve_listeners(raw: &[FileListener]) -> Result<Vec<Listener>, ConfigError>
         .map(|(i, l)| {
             let key = format!("listeners[{i}]");
             if l.name.is_empty() || !names.insert(l.name.clone()) {
-                return err(format!("{key}.name"), format!("`{}` is empty or used twice", l.name));
+                return err(
+                    format!("{key}.name"),
+                    format!("`{}` is empty or used twice", l.name),
+                );
             }
-            let bind: SocketAddr = l
-                .bind
-                .parse()
-                .or_else(|_| err(format!("{key}.bind"), format!("`{}` is not an ip:port address", l.bind)))?;
+            let bind: SocketAddr = l.bind.parse().or_else(|_| {
+                err(
+                    format!("{key}.bind"),
+                    format!("`{}` is not an ip:port address", l.bind),
+                )
+            })?;
             if bind.port() != 0 && !binds.insert(bind) {
-                return err(format!("{key}.bind"), format!("{bind} is bound by another listener"));
+                return err(
+                    format!("{key}.bind"),
+                    format!("{bind} is bound by another listener"),
+                );
             }
-            Ok(Listener { name: l.name.clone(), bind })
+            Ok(Listener {
+                name: l.name.clone(),
+                bind,
+            })
         })
         .collect()
 }
@@ -315,15 +382,20 @@ fn resolve_clusters(raw: &[FileCluster]) -> Result<Vec<Cluster>, ConfigError> {
     let mut out = Vec::with_capacity(raw.len());
     for (i, c) in raw.iter().enumerate() {
         if c.name.is_empty() || !names.insert(c.name.clone()) {
-            return err(format!("clusters[{i}].name"), format!("`{}` is empty or used twice", c.name));
+            return err(
+                format!("clusters[{i}].name"),
+                format!("`{}` is empty or used twice", c.name),
+            );
         }
         let mut endpoints = Vec::with_capacity(c.endpoints.len());
         for (j, e) in c.endpoints.iter().enumerate() {
             let key = format!("clusters[{i}].endpoints[{j}]");
-            let addr: SocketAddr = e
-                .addr
-                .parse()
-                .or_else(|_| err(format!("{key}.addr"), format!("`{}` is not an ip:port address", e.addr)))?;
+            let addr: SocketAddr = e.addr.parse().or_else(|_| {
+                err(
+                    format!("{key}.addr"),
+                    format!("`{}` is not an ip:port address", e.addr),
+                )
+            })?;
             if addr.port() == 0 {
                 return err(format!("{key}.addr"), "port 0 cannot be connected to");
             }
@@ -331,30 +403,51 @@ fn resolve_clusters(raw: &[FileCluster]) -> Result<Vec<Cluster>, ConfigError> {
             if !(1..=1000).contains(&weight) {
                 return err(format!("{key}.weight"), "must be from 1 to 1000");
             }
-            endpoints.push(Endpoint { addr, weight, id: next_id });
+            endpoints.push(Endpoint {
+                addr,
+                weight,
+                id: next_id,
+            });
             next_id += 1;
         }
-        out.push(Cluster { name: c.name.clone(), endpoints });
+        out.push(Cluster {
+            name: c.name.clone(),
+            endpoints,
+        });
     }
     Ok(out)
 }
 
 fn resolve_routes(raw: &[FileRoute], clusters: &[Cluster]) -> Result<Router, ConfigError> {
     if raw.is_empty() {
-        return err("routes", "no [[routes]] entry: every request would be answered 404 (or use --upstream)");
+        return err(
+            "routes",
+            "no [[routes]] entry: every request would be answered 404 (or use --upstream)",
+        );
     }
     let mut routes = Vec::with_capacity(raw.len());
     for (i, r) in raw.iter().enumerate() {
         let key = format!("routes[{i}]");
         let Some(cluster) = clusters.iter().position(|c| c.name == r.cluster) else {
-            return err(format!("{key}.cluster"), format!("no cluster is named `{}`", r.cluster));
+            return err(
+                format!("{key}.cluster"),
+                format!("no cluster is named `{}`", r.cluster),
+            );
         };
-        let host = HostMatch::parse(r.host.as_deref()).or_else(|m| err(format!("{key}.host"), m))?;
+        let host =
+            HostMatch::parse(r.host.as_deref()).or_else(|m| err(format!("{key}.host"), m))?;
         let path_prefix = r.path_prefix.clone().unwrap_or_else(|| "/".to_owned());
         if !path_prefix.starts_with('/') || path_prefix.bytes().any(|b| b <= b' ' || b == 0x7f) {
-            return err(format!("{key}.path_prefix"), "must start with / and contain no spaces");
+            return err(
+                format!("{key}.path_prefix"),
+                "must start with / and contain no spaces",
+            );
         }
-        routes.push(Route { host, path_prefix, cluster });
+        routes.push(Route {
+            host,
+            path_prefix,
+            cluster,
+        });
     }
     Ok(Router::new(routes))
 }

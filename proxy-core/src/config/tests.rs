@@ -35,9 +35,15 @@ fn errors_name_the_key() {
     let cases: &[(&str, &str)] = &[
         ("[timeouts]\nheader = \"10x\"\n", "timeouts.header"),
         ("[timeouts]\nidle = 0\n", "timeouts.idle"),
-        ("[limits]\nmax_header_bytes = 10\n", "limits.max_header_bytes"),
+        (
+            "[limits]\nmax_header_bytes = 10\n",
+            "limits.max_header_bytes",
+        ),
         ("[server]\nio_driver = \"kqueue\"\n", "server.io_driver"),
-        ("[server]\nio_uring_entries = 1000\n", "server.io_uring_entries"),
+        (
+            "[server]\nio_uring_entries = 1000\n",
+            "server.io_uring_entries",
+        ),
         ("[server]\nadmin = \"0.0.0.0:9901\"\n", "server.admin"),
         ("[server]\nadmin = \"nowhere\"\n", "server.admin"),
         ("[server]\nlog_level = \"loud\"\n", "server.log_level"),
@@ -47,11 +53,17 @@ fn errors_name_the_key() {
         assert_eq!(&e.key, key, "{extra}: {e}");
     }
     let bad_endpoint = MINIMAL.replace("127.0.0.1:9002", "not-an-address");
-    assert_eq!(resolve(&bad_endpoint).unwrap_err().key, "clusters[0].endpoints[1].addr");
+    assert_eq!(
+        resolve(&bad_endpoint).unwrap_err().key,
+        "clusters[0].endpoints[1].addr"
+    );
     let bad_cluster = MINIMAL.replace("cluster = \"app\"", "cluster = \"nope\"");
     assert_eq!(resolve(&bad_cluster).unwrap_err().key, "routes[0].cluster");
     let bad_weight = MINIMAL.replace("weight = 2", "weight = 0");
-    assert_eq!(resolve(&bad_weight).unwrap_err().key, "clusters[0].endpoints[0].weight");
+    assert_eq!(
+        resolve(&bad_weight).unwrap_err().key,
+        "clusters[0].endpoints[0].weight"
+    );
     let bad_bind = MINIMAL.replace("127.0.0.1:8080", "localhost");
     assert_eq!(resolve(&bad_bind).unwrap_err().key, "listeners[0].bind");
 }

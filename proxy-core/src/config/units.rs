@@ -21,13 +21,17 @@ impl<'de> Deserialize<'de> for Quantity {
         impl Visitor<'_> for V {
             type Value = Quantity;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a non-negative integer or a string with a unit, such as \"10s\" or \"16k\"")
+                f.write_str(
+                    "a non-negative integer or a string with a unit, such as \"10s\" or \"16k\"",
+                )
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Quantity, E> {
                 Ok(Quantity::Int(v))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Quantity, E> {
-                u64::try_from(v).map(Quantity::Int).map_err(|_| E::custom("must not be negative"))
+                u64::try_from(v)
+                    .map(Quantity::Int)
+                    .map_err(|_| E::custom("must not be negative"))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Quantity, E> {
                 Ok(Quantity::Text(v.to_owned()))
@@ -76,10 +80,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Parses `"512"`, `"16k"`, `"1m"`, `"2g"` (binary multiples, case-insensitive, optional `b`).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix("ib").or_else(|| t.strip_suffix('b')).unwrap_or(&t);
+    let t = t
+        .strip_suffix("ib")
+        .or_else(|| t.strip_suffix('b'))
+        .unwrap_or(&t);
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| format!("`{s}` is not a size; write it like 512, 16k, 1m or 1g"))?;
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size; write it like 512, 16k, 1m or 1g"))?;
     let mult: u64 = match unit {
         "" => 1,
         "k" => 1 << 10,
@@ -87,7 +96,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "g" => 1 << 30,
         _ => return Err(format!("`{s}` has an unknown unit; use k, m or g")),
     };
-    n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("`{s}` is too large"))
 }
 
 #[cfg(test)]

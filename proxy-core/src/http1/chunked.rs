@@ -78,7 +78,12 @@ impl Default for ChunkedDecoder {
 impl ChunkedDecoder {
     /// A decoder at the start of a body.
     pub const fn new() -> Self {
-        ChunkedDecoder { state: State::Size { digits: 0 }, remaining: 0, line: 0, payload: 0 }
+        ChunkedDecoder {
+            state: State::Size { digits: 0 },
+            remaining: 0,
+            line: 0,
+            payload: 0,
+        }
     }
 
     /// Whether the whole body, trailers included, has been seen.
@@ -103,13 +108,18 @@ impl ChunkedDecoder {
             match self.state {
                 State::Done => break,
                 State::Data => {
-                    let take = (input.len() - i).min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+                    let take = (input.len() - i)
+                        .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
                     self.remaining -= take as u64;
                     self.payload += take as u64;
                     if self.remaining == 0 {
                         self.state = State::DataCr;
                     }
-                    return Ok(Decoded { consumed: i + take, data: &input[i..i + take], done: false });
+                    return Ok(Decoded {
+                        consumed: i + take,
+                        data: &input[i..i + take],
+                        done: false,
+                    });
                 }
                 State::Size { digits } => {
                     self.bump_line(MAX_LINE)?;
@@ -144,7 +154,11 @@ impl ChunkedDecoder {
                         return Err(ChunkedError::BadLineEnding);
                     }
                     self.line = 0;
-                    self.state = if self.remaining == 0 { State::TrailerStart } else { State::Data };
+                    self.state = if self.remaining == 0 {
+                        State::TrailerStart
+                    } else {
+                        State::Data
+                    };
                 }
                 State::DataCr => {
                     if b != b'\r' {
@@ -180,14 +194,22 @@ impl ChunkedDecoder {
                     }
                     if blank {
                         self.state = State::Done;
-                        return Ok(Decoded { consumed: i + 1, data: &[], done: true });
+                        return Ok(Decoded {
+                            consumed: i + 1,
+                            data: &[],
+                            done: true,
+                        });
                     }
                     self.state = State::TrailerStart;
                 }
             }
             i += 1;
         }
-        Ok(Decoded { consumed: i, data: &[], done: self.state == State::Done })
+        Ok(Decoded {
+            consumed: i,
+            data: &[],
+            done: self.state == State::Done,
+        })
     }
 
     fn bump_line(&mut self, limit: u32) -> Result<(), ChunkedError> {
@@ -250,12 +272,21 @@ mod tests {
 
     #[test]
     fn rejects_what_smuggling_uses() {
-        assert_eq!(run(b"5\nhello\r\n0\r\n\r\n", 64).unwrap_err(), ChunkedError::BadLineEnding);
-        assert_eq!(run(b"5\r\nhelloXX0\r\n\r\n", 64).unwrap_err(), ChunkedError::BadLineEnding);
+        assert_eq!(
+            run(b"5\nhello\r\n0\r\n\r\n", 64).unwrap_err(),
+            ChunkedError::BadLineEnding
+        );
+        assert_eq!(
+            run(b"5\r\nhelloXX0\r\n\r\n", 64).unwrap_err(),
+            ChunkedError::BadLineEnding
+        );
         assert_eq!(run(b"-5\r\n", 64).unwrap_err(), ChunkedError::BadSize);
         assert_eq!(run(b" 5\r\n", 64).unwrap_err(), ChunkedError::BadSize);
         assert_eq!(run(b"0x5\r\n", 64).unwrap_err(), ChunkedError::BadSize);
-        assert_eq!(run(b"1ffffffffffffffff\r\n", 64).unwrap_err(), ChunkedError::BadSize);
+        assert_eq!(
+            run(b"1ffffffffffffffff\r\n", 64).unwrap_err(),
+            ChunkedError::BadSize
+        );
         assert_eq!(run(b"\r\n", 64).unwrap_err(), ChunkedError::BadSize);
         let long = [b"1;".as_slice(), &[b'a'; 5000]].concat();
         assert_eq!(run(&long, 64).unwrap_err(), ChunkedError::TooLong);

@@ -24,7 +24,10 @@ impl Span {
     #[inline]
     pub(crate) fn within(base: &[u8], part: &[u8]) -> Span {
         let start = part.as_ptr() as usize - base.as_ptr() as usize;
-        Span { start: start as u32, end: (start + part.len()) as u32 }
+        Span {
+            start: start as u32,
+            end: (start + part.len()) as u32,
+        }
     }
 
     /// Length in bytes.
@@ -58,7 +61,10 @@ pub struct Headers {
 
 impl Default for Headers {
     fn default() -> Self {
-        Headers { fields: [HeaderSpan::default(); MAX_HEADERS], len: 0 }
+        Headers {
+            fields: [HeaderSpan::default(); MAX_HEADERS],
+            len: 0,
+        }
     }
 }
 
@@ -119,7 +125,9 @@ pub fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
 
 /// Whether a comma-separated header value contains `token` (case-insensitive).
 pub(crate) fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// Parses a `Content-Length` value strictly: digits only, at most 19 of them.
@@ -127,7 +135,11 @@ pub(crate) fn parse_content_length(value: &[u8]) -> Option<u64> {
     if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    Some(value.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
+    Some(
+        value
+            .iter()
+            .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')),
+    )
 }
 
 /// What the framing headers of one head say, collected field by field.
@@ -154,7 +166,8 @@ impl FramingFields {
         if name.eq_ignore_ascii_case(b"content-length") {
             // A list such as "5, 5" is allowed by RFC 9110 only when every member agrees.
             for part in value.split(|&b| b == b',') {
-                let n = parse_content_length(part.trim_ascii()).ok_or(FramingConflict::BadLength)?;
+                let n =
+                    parse_content_length(part.trim_ascii()).ok_or(FramingConflict::BadLength)?;
                 match self.content_length {
                     Some(old) if old != n => return Err(FramingConflict::Length),
                     _ => self.content_length = Some(n),

@@ -50,7 +50,12 @@ impl Method {
     pub const fn is_idempotent(self) -> bool {
         matches!(
             self,
-            Method::Get | Method::Head | Method::Put | Method::Delete | Method::Options | Method::Trace
+            Method::Get
+                | Method::Head
+                | Method::Put
+                | Method::Delete
+                | Method::Options
+                | Method::Trace
         )
     }
 }
@@ -100,10 +105,15 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, ParseError> {
         Err(httparse::Error::Version) => return Err(ParseError::Version),
         Err(_) => return Err(ParseError::Malformed),
     };
-    let (Some(method_str), Some(target_str), Some(minor)) = (req.method, req.path, req.version) else {
+    let (Some(method_str), Some(target_str), Some(minor)) = (req.method, req.path, req.version)
+    else {
         return Err(ParseError::Malformed);
     };
-    let version = if minor == 1 { Version::Http11 } else { Version::Http10 };
+    let version = if minor == 1 {
+        Version::Http11
+    } else {
+        Version::Http10
+    };
     let method = Method::from_bytes(method_str.as_bytes());
     if method == Method::Connect {
         return Err(ParseError::MethodNotAllowed);
@@ -203,7 +213,10 @@ fn split_target(
             _ => return Err(ParseError::Malformed),
         },
     };
-    let cut = rest.iter().position(|&b| b == b'/' || b == b'?').unwrap_or(rest.len());
+    let cut = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
     let (authority, path) = rest.split_at(cut);
     if authority.is_empty() || !valid_host(authority) || authority.contains(&b'@') {
         return Err(ParseError::BadHost);
@@ -215,7 +228,9 @@ fn split_target(
 fn valid_host(v: &[u8]) -> bool {
     !v.is_empty()
         && v.len() <= 255
-        && v.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']'))
+        && v.iter().all(|&b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']')
+        })
 }
 
 impl RequestHead {

@@ -42,15 +42,23 @@ pub fn parse_response(buf: &[u8]) -> Result<Option<ResponseHead>, ParseError> {
     let (Some(minor), Some(status)) = (res.version, res.code) else {
         return Err(ParseError::Malformed);
     };
-    let version = if minor == 1 { Version::Http11 } else { Version::Http10 };
-    let reason = res.reason.map_or(Span::default(), |r| Span::within(buf, r.as_bytes()));
+    let version = if minor == 1 {
+        Version::Http11
+    } else {
+        Version::Http10
+    };
+    let reason = res
+        .reason
+        .map_or(Span::default(), |r| Span::within(buf, r.as_bytes()));
     let mut framing = FramingFields::default();
     for h in res.headers.iter() {
-        framing.add(h.name.as_bytes(), h.value).map_err(|c| match c {
-            FramingConflict::Length => ParseError::AmbiguousLength,
-            FramingConflict::BadLength => ParseError::BadContentLength,
-            FramingConflict::Coding => ParseError::UnsupportedTransferCoding,
-        })?;
+        framing
+            .add(h.name.as_bytes(), h.value)
+            .map_err(|c| match c {
+                FramingConflict::Length => ParseError::AmbiguousLength,
+                FramingConflict::BadLength => ParseError::BadContentLength,
+                FramingConflict::Coding => ParseError::UnsupportedTransferCoding,
+            })?;
     }
     if framing.transfer_encoding && framing.content_length.is_some() {
         return Err(ParseError::AmbiguousLength);
@@ -76,12 +84,17 @@ impl ResponseHead {
     /// How this response's body is delimited, given the method of the request it answers
     /// (RFC 9112 §6.3: HEAD, 1xx, 204 and 304 never carry a body).
     pub fn framing(&self, request: Method) -> BodyFraming {
-        if request == Method::Head || self.status < 200 || self.status == 204 || self.status == 304 {
+        if request == Method::Head || self.status < 200 || self.status == 204 || self.status == 304
+        {
             BodyFraming::None
         } else if self.chunked {
             BodyFraming::Chunked
         } else if let Some(n) = self.content_length {
-            if n == 0 { BodyFraming::None } else { BodyFraming::Length(n) }
+            if n == 0 {
+                BodyFraming::None
+            } else {
+                BodyFraming::Length(n)
+            }
         } else {
             BodyFraming::UntilClose
         }
@@ -129,12 +142,24 @@ mod tests {
     #[test]
     fn ambiguous_framing_is_refused() {
         let both = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
-        assert_eq!(parse_response(both.as_bytes()).unwrap_err(), ParseError::AmbiguousLength);
+        assert_eq!(
+            parse_response(both.as_bytes()).unwrap_err(),
+            ParseError::AmbiguousLength
+        );
         let two = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n";
-        assert_eq!(parse_response(two.as_bytes()).unwrap_err(), ParseError::AmbiguousLength);
+        assert_eq!(
+            parse_response(two.as_bytes()).unwrap_err(),
+            ParseError::AmbiguousLength
+        );
         let gz = "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n";
-        assert_eq!(parse_response(gz.as_bytes()).unwrap_err(), ParseError::UnsupportedTransferCoding);
-        assert_eq!(parse_response(b"SSH-2.0-OpenSSH\r\n\r\n").unwrap_err(), ParseError::Malformed);
+        assert_eq!(
+            parse_response(gz.as_bytes()).unwrap_err(),
+            ParseError::UnsupportedTransferCoding
+        );
+        assert_eq!(
+            parse_response(b"SSH-2.0-OpenSSH\r\n\r\n").unwrap_err(),
+            ParseError::Malformed
+        );
     }
 
     #[test]
@@ -143,6 +168,9 @@ mod tests {
         for cut in 0..full.len() - 2 {
             assert!(parse_response(&full[..cut]).unwrap().is_none(), "cut {cut}");
         }
-        assert_eq!(parse(std::str::from_utf8(full).unwrap()).head_len, full.len() - 2);
+        assert_eq!(
+            parse(std::str::from_utf8(full).unwrap()).head_len,
+            full.len() - 2
+        );
     }
 }

@@ -3,7 +3,11 @@ use crate::http1::{parse_request, parse_response};
 
 fn forward(req: &str, policy: &ForwardPolicy) -> String {
     let head = parse_request(req.as_bytes()).unwrap().unwrap();
-    let ctx = ForwardContext { client_ip: b"192.0.2.7", scheme: b"http", upstream_authority: b"10.0.0.1:80" };
+    let ctx = ForwardContext {
+        client_ip: b"192.0.2.7",
+        scheme: b"http",
+        upstream_authority: b"10.0.0.1:80",
+    };
     let mut out = Vec::new();
     write_request_head(req.as_bytes(), &head, policy, &ctx, &mut out);
     String::from_utf8(out).unwrap()
@@ -17,8 +21,18 @@ fn hop_by_hop_fields_are_removed() {
          Trailer: X-Sum\r\nAccept: */*\r\n\r\n",
         &ForwardPolicy::default(),
     );
-    assert!(out.starts_with("GET /x HTTP/1.1\r\nHost: a.test\r\n"), "{out}");
-    for gone in ["Connection:", "Keep-Alive", "X-Secret", "Proxy-Connection", "Upgrade", "deflate"] {
+    assert!(
+        out.starts_with("GET /x HTTP/1.1\r\nHost: a.test\r\n"),
+        "{out}"
+    );
+    for gone in [
+        "Connection:",
+        "Keep-Alive",
+        "X-Secret",
+        "Proxy-Connection",
+        "Upgrade",
+        "deflate",
+    ] {
         assert!(!out.contains(gone), "{gone} leaked: {out}");
     }
     assert!(out.contains("TE: trailers\r\n"));
@@ -34,16 +48,36 @@ fn forwarding_fields_are_added_and_merged() {
          X-Forwarded-Proto: https\r\nVia: 1.1 edge\r\n\r\n",
         &ForwardPolicy::default(),
     );
-    assert!(out.contains("X-Forwarded-For: 1.1.1.1, 2.2.2.2, 192.0.2.7\r\n"), "{out}");
-    assert!(out.contains("X-Forwarded-Proto: http\r\n") && !out.contains("https"), "{out}");
+    assert!(
+        out.contains("X-Forwarded-For: 1.1.1.1, 2.2.2.2, 192.0.2.7\r\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("X-Forwarded-Proto: http\r\n") && !out.contains("https"),
+        "{out}"
+    );
     assert!(out.contains("Via: 1.1 edge, 1.1 ringway\r\n"), "{out}");
     assert_eq!(out.matches("X-Forwarded-For").count(), 1);
 
-    let off = ForwardPolicy { x_forwarded_for: false, x_forwarded_proto: false, via: None, preserve_host: false };
-    let out = forward("GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.1.1.1\r\n\r\n", &off);
+    let off = ForwardPolicy {
+        x_forwarded_for: false,
+        x_forwarded_proto: false,
+        via: None,
+        preserve_host: false,
+    };
+    let out = forward(
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.1.1.1\r\n\r\n",
+        &off,
+    );
     assert!(out.contains("Host: 10.0.0.1:80\r\n"), "{out}");
-    assert!(out.contains("X-Forwarded-For: 1.1.1.1\r\n") && !out.contains("192.0.2.7"), "{out}");
-    assert!(!out.contains("Via") && !out.contains("X-Forwarded-Proto"), "{out}");
+    assert!(
+        out.contains("X-Forwarded-For: 1.1.1.1\r\n") && !out.contains("192.0.2.7"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("Via") && !out.contains("X-Forwarded-Proto"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -52,12 +86,28 @@ fn framing_is_restated() {
         "POST /u HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n",
         &ForwardPolicy::default(),
     );
-    assert_eq!(out.matches("Transfer-Encoding: chunked\r\n").count(), 1, "{out}");
+    assert_eq!(
+        out.matches("Transfer-Encoding: chunked\r\n").count(),
+        1,
+        "{out}"
+    );
     assert!(!out.contains("Expect"), "{out}");
-    let out = forward("GET http://a.test/p HTTP/1.1\r\nHost: b\r\n\r\n", &ForwardPolicy::default());
-    assert!(out.starts_with("GET /p HTTP/1.1\r\nHost: a.test\r\n"), "{out}");
-    let out = forward("GET http://a.test?x=1 HTTP/1.0\r\n\r\n", &ForwardPolicy::default());
-    assert!(out.starts_with("GET /?x=1 HTTP/1.1\r\nHost: a.test\r\n"), "{out}");
+    let out = forward(
+        "GET http://a.test/p HTTP/1.1\r\nHost: b\r\n\r\n",
+        &ForwardPolicy::default(),
+    );
+    assert!(
+        out.starts_with("GET /p HTTP/1.1\r\nHost: a.test\r\n"),
+        "{out}"
+    );
+    let out = forward(
+        "GET http://a.test?x=1 HTTP/1.0\r\n\r\n",
+        &ForwardPolicy::default(),
+    );
+    assert!(
+        out.starts_with("GET /?x=1 HTTP/1.1\r\nHost: a.test\r\n"),
+        "{out}"
+    );
     assert!(out.contains("Via: 1.0 ringway"), "{out}");
 }
 
@@ -67,7 +117,10 @@ fn upgrade_is_kept_when_tunnelling() {
         "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
         &ForwardPolicy::default(),
     );
-    assert!(out.contains("Upgrade: websocket\r\n") && out.contains("Connection: Upgrade\r\n"), "{out}");
+    assert!(
+        out.contains("Upgrade: websocket\r\n") && out.contains("Connection: Upgrade\r\n"),
+        "{out}"
+    );
 }
 
 fn respond(res: &str, plan: ResponsePlan) -> String {
@@ -79,19 +132,46 @@ fn respond(res: &str, plan: ResponsePlan) -> String {
 
 #[test]
 fn response_heads_are_cleaned() {
-    let keep = ResponsePlan { close: false, client_version: Version::Http11, dechunk: false };
+    let keep = ResponsePlan {
+        close: false,
+        client_version: Version::Http11,
+        dechunk: false,
+    };
     let out = respond(
         "HTTP/1.1 200 Fine\r\nConnection: keep-alive, X-Internal\r\nX-Internal: 1\r\nKeep-Alive: timeout=5\r\n\
          Transfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n",
         keep,
     );
-    assert_eq!(out, "HTTP/1.1 200 Fine\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n");
-    let close = ResponsePlan { close: true, client_version: Version::Http10, dechunk: true };
-    let out = respond("HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n", close);
+    assert_eq!(
+        out,
+        "HTTP/1.1 200 Fine\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n"
+    );
+    let close = ResponsePlan {
+        close: true,
+        client_version: Version::Http10,
+        dechunk: true,
+    };
+    let out = respond(
+        "HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n",
+        close,
+    );
     assert_eq!(out, "HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n");
-    let ka10 = ResponsePlan { close: false, client_version: Version::Http10, dechunk: false };
+    let ka10 = ResponsePlan {
+        close: false,
+        client_version: Version::Http10,
+        dechunk: false,
+    };
     let out = respond("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n", ka10);
-    assert_eq!(out, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n");
-    let out = respond("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n", keep);
-    assert_eq!(out, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+    assert_eq!(
+        out,
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n"
+    );
+    let out = respond(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+        keep,
+    );
+    assert_eq!(
+        out,
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+    );
 }

@@ -24,7 +24,10 @@ fn simple_get() {
 
 #[test]
 fn framing_and_persistence() {
-    assert_eq!(ok("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n").framing, BodyFraming::Length(10));
+    assert_eq!(
+        ok("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n").framing,
+        BodyFraming::Length(10)
+    );
     assert_eq!(
         ok("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n").framing,
         BodyFraming::Chunked
@@ -32,9 +35,15 @@ fn framing_and_persistence() {
     assert!(!ok("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").keep_alive);
     assert!(!ok("GET / HTTP/1.0\r\n\r\n").keep_alive);
     assert!(ok("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive);
-    assert!(ok("GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n").upgrade);
+    assert!(
+        ok("GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+            .upgrade
+    );
     assert!(!ok("GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n").upgrade);
-    assert!(ok("PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n").expect_continue);
+    assert!(
+        ok("PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
+            .expect_continue
+    );
 }
 
 #[test]

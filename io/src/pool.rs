@@ -1,0 +1,154 @@
+//! Per-core pools: read buffers, and idle upstream connections per endpoint.
+//!
+//! Both are owned by one worker and never touched by another thread (`RefCell`, not a lock).
+//! Buffers are lent to a connection while it has bytes in flight and returned as soon as it goes
+//! idle, so idle keep-alive connections pin no memory. Upstream connections are kept LIFO (the
+//! most recently used is the most likely to be alive and warm) and bounded per endpoint.
+
+use crate::stream::Timed;
+use monoio::net::TcpStream;
+use proxy_core::config::PoolSettings;
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+/// How many free buffers a worker keeps for reuse.
+const MAX_FREE_BUFFERS: usize = 1024;
+
+/// A pooled connection idle for longer than this is checked for a close by the upstream before
+/// reuse (one non-blocking peek). Under load connections come back within microseconds and skip
+/// the check; the retry-once rule covers the rare race.
+const CHECK_AFTER_IDLE: Duration = Duration::from_millis(500);
+
+/// Fixed-size read buffers, recycled per worker.
+pub(crate) struct BufferPool {
+    size: usize,
+    free: RefCell<Vec<Vec<u8>>>,
+}
+
+impl BufferPool {
+    pub(crate) fn new(size: usize) -> BufferPool {
+        BufferPool {
+            size,
+            free: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// An empty buffer with capacity for one full read.
+    pub(crate) fn take(&self) -> Vec<u8> {
+        self.free
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(self.size))
+    }
+
+    /// Returns a buffer for reuse.
+    pub(crate) fn give(&self, mut buf: Vec<u8>) {
+        let mut free = self.free.borrow_mut();
+        if free.len() < MAX_FREE_BUFFERS && buf.capacity() == self.size {
+            buf.clear();
+            free.push(buf);
+        }
+    }
+}
+
+struct Idle {
+    conn: Timed,
+    since: Instant,
+}
+
+/// Idle upstream connections, per endpoint id.
+pub(crate) struct UpstreamPool {
+    settings: PoolSettings,
+    idle: RefCell<Vec<VecDeque<Idle>>>,
+}
+
+impl UpstreamPool {
+    pub(crate) fn new(endpoints: usize, settings: PoolSettings) -> UpstreamPool {
+        UpstreamPool {
+            settings,
+            idle: RefCell::new((0..endpoints).map(|_| VecDeque::new()).collect()),
+        }
+    }
+
+    /// A live idle connection to endpoint `id`, if the pool has one.
+    pub(crate) fn take(&self, id: usize, now: Instant) -> Option<Timed> {
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.get_mut(id)?;
+        while let Some(entry) = list.pop_back() {
+            let age = now.saturating_duration_since(entry.since);
+            if age >= self.settings.idle_timeout {
+                continue;
+            }
+            if age >= CHECK_AFTER_IDLE && !still_open(&entry.conn.stream) {
+                continue;
+            }
+            return Some(entry.conn);
+        }
+        None
+    }
+
+    /// Keeps `conn` for reuse, dropping the oldest idle connection when the pool is full.
+    pub(crate) fn put(&self, id: usize, conn: Timed, now: Instant) {
+        if self.settings.size == 0 {
+            return;
+        }
+        let mut idle = self.idle.borrow_mut();
+        let Some(list) = idle.get_mut(id) else { return };
+        if list.len() >= self.settings.size {
+            list.pop_front();
+        }
+        list.push_back(Idle { conn, since: now });
+    }
+
+    /// Closes connections idle past the idle timeout.
+    pub(crate) fn sweep(&self, now: Instant) {
+        for list in self.idle.borrow_mut().iter_mut() {
+            while list.front().is_some_and(|e| {
+                now.saturating_duration_since(e.since) >= self.settings.idle_timeout
+            }) {
+                list.pop_front();
+            }
+        }
+    }
+
+    /// Closes every idle connection (shutdown).
+    pub(crate) fn clear(&self) {
+        for list in self.idle.borrow_mut().iter_mut() {
+            list.clear();
+        }
+    }
+}
+
+/// Whether an idle connection is still open: a non-blocking peek must find nothing to read.
+/// EOF means the upstream closed it; data means it sent something unsolicited; either way the
+/// connection is unusable.
+fn still_open(stream: &TcpStream) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: `byte` is a valid one-byte buffer for the duration of the call, and the fd is owned
+    // by `stream`, which outlives the call. MSG_PEEK leaves the socket's data untouched.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            (&raw mut byte).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
+}
+
+/// Opens a new upstream connection with TCP_NODELAY, giving up after `timeout`.
+pub(crate) async fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<Timed> {
+    // Dropping a pending connect on timeout is safe: no data has moved yet, and the socket is
+    // closed when the operation is.
+    let stream = match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+        Ok(r) => r?,
+        Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
+    };
+    stream.set_nodelay(true)?;
+    Ok(Timed::new(stream))
+}

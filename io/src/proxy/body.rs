@@ -1,0 +1,224 @@
+//! Streaming message bodies between two sockets through one bounded buffer.
+//!
+//! [`BodyTracker`] knows, from the framing `proxy-core` decided, which bytes belong to the body
+//! and when it ends; [`pump`] moves them from one socket to the other, one buffer at a time.
+//! Reading waits until the previous write has finished, so a slow receiver slows the sender
+//! (TCP backpressure) and memory stays at one buffer per direction whatever the body size.
+
+use crate::stream::Timed;
+use monoio::buf::IoBuf;
+use proxy_core::http1::{BodyFraming, ChunkedDecoder};
+use std::io;
+use std::time::Duration;
+
+/// Where a body ends, tracked as its bytes pass.
+#[derive(Debug, Clone)]
+pub(crate) enum BodyTracker {
+    /// The body is complete (or there is none).
+    Done,
+    /// This many bytes are still to come.
+    Length(u64),
+    /// A chunked body; the decoder finds its end.
+    Chunked(ChunkedDecoder),
+    /// The body ends when the sender closes.
+    UntilClose,
+}
+
+/// Why a pump stopped early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PumpError {
+    /// The sender closed before the body was complete.
+    SrcClosed,
+    /// The sender went quiet for longer than its timeout.
+    SrcTimeout,
+    /// Reading from the sender failed.
+    SrcIo,
+    /// The body's chunked framing is invalid.
+    Malformed,
+    /// The body grew past the configured limit.
+    TooLarge,
+    /// Writing to the receiver failed or timed out.
+    Dst,
+}
+
+impl BodyTracker {
+    pub(crate) fn new(framing: BodyFraming) -> BodyTracker {
+        match framing {
+            BodyFraming::None | BodyFraming::Length(0) => BodyTracker::Done,
+            BodyFraming::Length(n) => BodyTracker::Length(n),
+            BodyFraming::Chunked => BodyTracker::Chunked(ChunkedDecoder::new()),
+            BodyFraming::UntilClose => BodyTracker::UntilClose,
+        }
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        match self {
+            BodyTracker::Done => true,
+            BodyTracker::Chunked(d) => d.is_done(),
+            _ => false,
+        }
+    }
+
+    /// Payload bytes seen so far in a chunked body (0 for other framings).
+    fn chunked_payload(&self) -> u64 {
+        match self {
+            BodyTracker::Chunked(d) => d.payload_len(),
+            _ => 0,
+        }
+    }
+
+    /// How many leading bytes of `input` belong to the body, advancing past them. Wire bytes
+    /// are forwarded unchanged, chunk framing included.
+    pub(crate) fn advance(&mut self, input: &[u8]) -> Result<usize, PumpError> {
+        self.advance_with(input, None)
+    }
+
+    /// Like [`BodyTracker::advance`], but appends only the decoded payload to `out` (for
+    /// HTTP/1.0 clients, which cannot receive chunked coding). Returns bytes consumed.
+    pub(crate) fn advance_decoding(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<usize, PumpError> {
+        self.advance_with(input, Some(out))
+    }
+
+    fn advance_with(
+        &mut self,
+        input: &[u8],
+        mut out: Option<&mut Vec<u8>>,
+    ) -> Result<usize, PumpError> {
+        let n = match self {
+            BodyTracker::Done => 0,
+            BodyTracker::Length(rem) => {
+                let n = usize::try_from(*rem).map_or(input.len(), |r| r.min(input.len()));
+                *rem -= n as u64;
+                if *rem == 0 {
+                    *self = BodyTracker::Done;
+                }
+                n
+            }
+            BodyTracker::UntilClose => input.len(),
+            BodyTracker::Chunked(d) => {
+                let mut pos = 0;
+                while pos < input.len() && !d.is_done() {
+                    let r = d.decode(&input[pos..]).map_err(|_| PumpError::Malformed)?;
+                    if let Some(out) = out.as_deref_mut() {
+                        out.extend_from_slice(r.data);
+                    }
+                    pos += r.consumed;
+                    if r.consumed == 0 {
+                        break;
+                    }
+                }
+                return Ok(pos);
+            }
+        };
+        if let Some(out) = out {
+            out.extend_from_slice(&input[..n]);
+        }
+        Ok(n)
+    }
+}
+
+/// Timeouts for the two sides of a pump.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PumpTimeouts {
+    /// Longest wait for the sender's next bytes.
+    pub(crate) src: Duration,
+    /// Longest wait for the receiver to take bytes.
+    pub(crate) dst: Duration,
+}
+
+/// Moves the rest of a body from `src` to `dst`.
+///
+/// `buf` holds bytes already read from `src` (possibly including bytes past the body, which are
+/// left in it when the body ends: they are the next message). `limit` caps a chunked body's
+/// payload. With `decoded` the payload is de-chunked into that scratch buffer before writing.
+/// Returns the number of bytes written to `dst`.
+pub(crate) async fn pump(
+    src: &mut Timed,
+    dst: &mut Timed,
+    buf: &mut Vec<u8>,
+    body: &mut BodyTracker,
+    timeouts: PumpTimeouts,
+    limit: Option<u64>,
+    mut decoded: Option<&mut Vec<u8>>,
+) -> Result<u64, PumpError> {
+    let mut written = 0u64;
+    while !body.is_done() {
+        if buf.is_empty() {
+            let (res, b) = src.read_append(std::mem::take(buf), timeouts.src).await;
+            *buf = b;
+            match res {
+                Ok(0) if matches!(body, BodyTracker::UntilClose) => {
+                    *body = BodyTracker::Done;
+                    break;
+                }
+                Ok(0) => return Err(PumpError::SrcClosed),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(PumpError::SrcTimeout),
+                Err(_) => return Err(PumpError::SrcIo),
+            }
+        }
+        let consumed = match decoded.as_deref_mut() {
+            None => body.advance(buf)?,
+            Some(out) => {
+                out.clear();
+                body.advance_decoding(buf, out)?
+            }
+        };
+        if limit.is_some_and(|max| body.chunked_payload() > max) {
+            return Err(PumpError::TooLarge);
+        }
+        let res = match decoded.as_deref_mut() {
+            None => {
+                let (res, slice) = dst
+                    .write_all(std::mem::take(buf).slice(..consumed), timeouts.dst)
+                    .await;
+                *buf = slice.into_inner();
+                written += consumed as u64;
+                res
+            }
+            Some(out) if !out.is_empty() => {
+                let n = out.len() as u64;
+                let (res, o) = dst.write_all(std::mem::take(out), timeouts.dst).await;
+                *out = o;
+                written += n;
+                res
+            }
+            Some(_) => Ok(()),
+        };
+        res.map_err(|_| PumpError::Dst)?;
+        buf.drain(..consumed);
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn length_tracker_stops_at_the_body_end() {
+        let mut t = BodyTracker::new(BodyFraming::Length(5));
+        assert_eq!(t.advance(b"abc").unwrap(), 3);
+        assert_eq!(t.advance(b"deGET /").unwrap(), 2);
+        assert!(t.is_done());
+        assert_eq!(t.advance(b"more").unwrap(), 0);
+    }
+
+    #[test]
+    fn chunked_tracker_forwards_framing_and_can_decode() {
+        let wire = b"3\r\nabc\r\n0\r\n\r\nNEXT";
+        let mut t = BodyTracker::new(BodyFraming::Chunked);
+        assert_eq!(t.advance(wire).unwrap(), wire.len() - 4);
+        assert!(t.is_done());
+        let mut t = BodyTracker::new(BodyFraming::Chunked);
+        let mut out = Vec::new();
+        assert_eq!(t.advance_decoding(wire, &mut out).unwrap(), wire.len() - 4);
+        assert_eq!(out, b"abc");
+        let mut t = BodyTracker::new(BodyFraming::Chunked);
+        assert_eq!(t.advance(b"zz\r\n"), Err(PumpError::Malformed));
+    }
+}

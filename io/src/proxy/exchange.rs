@@ -1,0 +1,322 @@
+//! One request/response exchange on a client connection: route, forward, stream back, decide
+//! whether the connection stays open.
+
+use super::body::{pump, BodyTracker, PumpError, PumpTimeouts};
+use super::upstream::{ForwardFail, Forwarded};
+use super::{Client, HeadFail, Next};
+use crate::access_log::AccessRecord;
+use crate::worker::WorkerCtx;
+use proxy_core::config::Config;
+use proxy_core::http1::{BodyFraming, Method, RequestHead, Version};
+use proxy_core::rewrite::{write_request_head, write_response_head, ForwardContext, ResponsePlan};
+use proxy_core::Status;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// The facts about a request that outlive its parsed head.
+#[derive(Debug, Clone, Copy)]
+struct Request {
+    method: Method,
+    version: Version,
+    keep_alive: bool,
+    upgrade: bool,
+    framing: BodyFraming,
+    head_len: usize,
+}
+
+impl Request {
+    fn of(head: &RequestHead) -> Request {
+        Request {
+            method: head.method,
+            version: head.version,
+            keep_alive: head.keep_alive,
+            upgrade: head.upgrade,
+            framing: head.framing,
+            head_len: head.head_len,
+        }
+    }
+}
+
+impl Client {
+    /// Serves one request, start to finish.
+    pub(super) async fn exchange(&mut self, ctx: &WorkerCtx, cfg: &Config) -> Next {
+        let started = Instant::now();
+        let (head, mut cbuf) = match self.read_head(ctx, cfg).await {
+            Ok(x) => x,
+            Err(HeadFail::Closed) => return Next::Close,
+            Err(HeadFail::Reject(status)) => {
+                self.request_line.clear();
+                let sent = self.send_status(ctx, cfg, status, true).await;
+                self.log(ctx, status.code(), sent, started, None);
+                return Next::Close;
+            }
+        };
+        if ctx.access_log.is_some() {
+            self.request_line.clear();
+            self.request_line
+                .extend_from_slice(head.method_span.of(&cbuf));
+            self.request_line.push(b' ');
+            self.request_line.extend_from_slice(head.target.of(&cbuf));
+            self.request_line.extend_from_slice(match head.version {
+                Version::Http10 => b" HTTP/1.0",
+                Version::Http11 => b" HTTP/1.1",
+            });
+        }
+        let req = Request::of(&head);
+
+        let Some(cluster) = cfg.router.route(head.host_name(&cbuf), head.path.of(&cbuf)) else {
+            return self
+                .answer_early(ctx, cfg, cbuf, &req, Status::NotFound, started)
+                .await;
+        };
+        if let (BodyFraming::Length(n), Some(max)) = (req.framing, cfg.limits.max_body_bytes) {
+            if n > max {
+                return self
+                    .answer_early(ctx, cfg, cbuf, &req, Status::PayloadTooLarge, started)
+                    .await;
+            }
+        }
+        let pick = ctx
+            .balancers
+            .borrow_mut()
+            .get_mut(cluster)
+            .and_then(|b| b.pick());
+        let Some(ep) = pick.and_then(|i| cfg.clusters[cluster].endpoints.get(i)) else {
+            return self
+                .answer_early(ctx, cfg, cbuf, &req, Status::ServiceUnavailable, started)
+                .await;
+        };
+        if head.expect_continue && req.framing != BodyFraming::None && cbuf.len() == req.head_len {
+            let (res, _) = self
+                .io
+                .write_all(&b"HTTP/1.1 100 Continue\r\n\r\n"[..], cfg.timeouts.idle)
+                .await;
+            if res.is_err() {
+                self.buf = Some(cbuf);
+                return Next::Close;
+            }
+        }
+
+        // The upstream request: rewritten head, plus the body bytes that came with it when they
+        // fit, so that a small request is a single write.
+        let mut out = ctx.buffers.take();
+        let fctx = ForwardContext {
+            client_ip: self.ip.as_bytes(),
+            scheme: b"http",
+            upstream_authority: ctx.endpoint_authority(ep.id),
+        };
+        write_request_head(&cbuf, &head, &cfg.forward, &fctx, &mut out);
+        drop(head);
+        let mut body = BodyTracker::new(req.framing);
+        let avail = &cbuf[req.head_len..];
+        let mut consumed = req.head_len;
+        if avail.len() <= out.capacity() - out.len() {
+            match body.advance(avail) {
+                Ok(n) => {
+                    out.extend_from_slice(&avail[..n]);
+                    consumed += n;
+                }
+                Err(_) => {
+                    ctx.buffers.give(out);
+                    return self
+                        .answer_early(ctx, cfg, cbuf, &req, Status::BadRequest, started)
+                        .await;
+                }
+            }
+        }
+        cbuf.drain(..consumed);
+        // Safe to send twice: idempotent, and the whole body (if any) is already in `out`.
+        let retryable = req.method.is_idempotent() && body.is_done();
+
+        let forwarded = self
+            .forward(
+                ctx,
+                cfg,
+                ep,
+                &mut out,
+                &mut cbuf,
+                &mut body,
+                retryable,
+                req.version,
+            )
+            .await;
+        let Forwarded {
+            mut up,
+            mut ubuf,
+            head: rhead,
+        } = match forwarded {
+            Ok(f) => f,
+            Err(fail) => {
+                ctx.buffers.give(out);
+                self.buf = Some(cbuf);
+                let ForwardFail::Answer(status) = fail else {
+                    return Next::Close;
+                };
+                let close = !body.is_done() || !req.keep_alive || ctx.drain.is_fired();
+                let sent = self.send_status(ctx, cfg, status, close).await;
+                self.log(ctx, status.code(), sent, started, Some(ep.addr));
+                return if close { Next::Close } else { Next::KeepAlive };
+            }
+        };
+
+        let status = rhead.status;
+        if status == 101 && !req.upgrade {
+            ctx.stats.upstream_errors.inc();
+            ctx.buffers.give(ubuf);
+            ctx.buffers.give(out);
+            self.buf = Some(cbuf);
+            let sent = self.send_status(ctx, cfg, Status::BadGateway, true).await;
+            self.log(ctx, 502, sent, started, Some(ep.addr));
+            return Next::Close;
+        }
+        let rframing = rhead.framing(req.method);
+        let dechunk = req.version == Version::Http10 && rframing == BodyFraming::Chunked;
+        let close = !req.keep_alive
+            || rframing == BodyFraming::UntilClose
+            || dechunk
+            || ctx.drain.is_fired();
+        out.clear();
+        let plan = ResponsePlan {
+            close,
+            client_version: req.version,
+            dechunk,
+        };
+        write_response_head(&ubuf, &rhead, plan, &mut out);
+        let (rhead_len, upstream_close) = (rhead.head_len, rhead.close);
+        drop(rhead);
+
+        if status == 101 {
+            out.extend_from_slice(&ubuf[rhead_len..]);
+            ctx.buffers.give(ubuf);
+            let (res, out) = self.io.write_all(out, cfg.timeouts.idle).await;
+            let sent = out.len() as u64;
+            ctx.buffers.give(out);
+            ctx.stats.count_response(101);
+            self.log(ctx, 101, sent, started, Some(ep.addr));
+            self.buf = Some(cbuf);
+            return if res.is_ok() {
+                Next::Tunnel(up)
+            } else {
+                Next::Close
+            };
+        }
+
+        // The response head, plus the body bytes that arrived with it, in one write.
+        let mut rbody = BodyTracker::new(rframing);
+        let avail = &ubuf[rhead_len..];
+        let taken = if dechunk {
+            rbody.advance_decoding(avail, &mut out)
+        } else if avail.len() <= out.capacity() - out.len() {
+            rbody
+                .advance(avail)
+                .inspect(|&n| out.extend_from_slice(&avail[..n]))
+        } else {
+            Ok(0)
+        };
+        let Ok(taken) = taken else {
+            ctx.stats.upstream_errors.inc();
+            ctx.buffers.give(ubuf);
+            ctx.buffers.give(out);
+            self.buf = Some(cbuf);
+            let sent = self.send_status(ctx, cfg, Status::BadGateway, true).await;
+            self.log(ctx, 502, sent, started, Some(ep.addr));
+            return Next::Close;
+        };
+        ubuf.drain(..rhead_len + taken);
+        let (res, o) = self.io.write_all(out, cfg.timeouts.idle).await;
+        out = o;
+        let mut sent = out.len() as u64;
+        let mut complete = res.is_ok();
+        if complete && !rbody.is_done() {
+            let timeouts = PumpTimeouts {
+                src: cfg.timeouts.upstream_response,
+                dst: cfg.timeouts.idle,
+            };
+            let scratch = if dechunk { Some(&mut out) } else { None };
+            match pump(
+                &mut up,
+                &mut self.io,
+                &mut ubuf,
+                &mut rbody,
+                timeouts,
+                None,
+                scratch,
+            )
+            .await
+            {
+                Ok(n) => sent += n,
+                Err(e) => {
+                    complete = false;
+                    if e != PumpError::Dst {
+                        ctx.stats.upstream_errors.inc();
+                        tracing::warn!(conn = self.id, upstream = %ep.addr, error = ?e, "upstream failed mid-response; closing the client connection");
+                    }
+                }
+            }
+        }
+        if complete && !upstream_close && rframing != BodyFraming::UntilClose && ubuf.is_empty() {
+            ctx.upstreams.put(ep.id, up, Instant::now());
+        }
+        ctx.buffers.give(ubuf);
+        ctx.buffers.give(out);
+        ctx.stats.count_response(status);
+        self.log(ctx, status, sent, started, Some(ep.addr));
+        self.buf = Some(cbuf);
+        if close || !complete {
+            Next::Close
+        } else {
+            Next::KeepAlive
+        }
+    }
+
+    /// Answers a request that never reached an upstream (no route, too large, no endpoint).
+    /// Its body, if any, was not read, so the connection can only stay open without one.
+    async fn answer_early(
+        &mut self,
+        ctx: &WorkerCtx,
+        cfg: &Config,
+        mut cbuf: Vec<u8>,
+        req: &Request,
+        status: Status,
+        started: Instant,
+    ) -> Next {
+        let close = req.framing != BodyFraming::None || !req.keep_alive || ctx.drain.is_fired();
+        if !close {
+            cbuf.drain(..req.head_len);
+        }
+        self.buf = Some(cbuf);
+        let sent = self.send_status(ctx, cfg, status, close).await;
+        self.log(ctx, status.code(), sent, started, None);
+        if close {
+            Next::Close
+        } else {
+            Next::KeepAlive
+        }
+    }
+
+    fn log(
+        &self,
+        ctx: &WorkerCtx,
+        status: u16,
+        bytes: u64,
+        started: Instant,
+        upstream: Option<SocketAddr>,
+    ) {
+        if ctx.access_log.is_none() {
+            return;
+        }
+        ctx.log_access(&AccessRecord {
+            client_ip: self.ip.as_bytes(),
+            request_line: if self.request_line.is_empty() {
+                b"-"
+            } else {
+                &self.request_line
+            },
+            status,
+            bytes,
+            latency: started.elapsed(),
+            upstream,
+            conn: self.id,
+        });
+    }
+}

@@ -1,0 +1,243 @@
+//! The client connection driver: reads request heads, asks `proxy-core` what they mean,
+//! forwards them upstream and streams the answers back, one exchange after another.
+//!
+//! Per connection the order is fixed: wait for bytes (holding no buffer while idle), read and
+//! parse one head, route, forward, stream the response, then either loop (keep-alive, with any
+//! pipelined bytes kept) or close. Responses therefore leave in request order. Every failure has
+//! an answer: a canned status before the response head has gone out, a close after.
+
+mod body;
+mod exchange;
+mod tunnel;
+mod upstream;
+
+use crate::stream::Timed;
+use crate::worker::WorkerCtx;
+use monoio::net::TcpStream;
+use proxy_core::config::Config;
+use proxy_core::http1::{find_head_end, parse_request, RequestHead};
+use proxy_core::Status;
+use std::io::{self, Write as _};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// How long a connection that just finished an exchange keeps its read buffer while waiting for
+/// the next request. Under load the next request arrives within this window and is read with a
+/// single operation; past it, the buffer goes back to the pool and the connection waits for
+/// readiness holding nothing (so 10,000 idle connections pin no buffers).
+const LINGER: Duration = Duration::from_millis(100);
+
+/// What to do after an exchange.
+pub(crate) enum Next {
+    /// Read the next request on this connection.
+    KeepAlive,
+    /// Close the connection.
+    Close,
+    /// Splice the connection to this upstream connection byte for byte (after a 101).
+    Tunnel(Timed),
+}
+
+/// A client connection.
+pub(crate) struct Client {
+    io: Timed,
+    /// Bytes read but not yet consumed; `None` while idle.
+    buf: Option<Vec<u8>>,
+    ip: IpText,
+    id: u64,
+    served: u64,
+    /// `METHOD target HTTP/1.x` of the current request, kept only when the access log is on.
+    request_line: Vec<u8>,
+}
+
+/// Serves one client connection until it closes.
+pub(crate) async fn serve(ctx: &WorkerCtx, stream: TcpStream, peer: SocketAddr, id: u64) {
+    // The configuration snapshot is taken once per connection, not per request.
+    let cfg: &Config = &ctx.config;
+    let mut client = Client {
+        io: Timed::new(stream),
+        buf: None,
+        ip: IpText::new(peer.ip()),
+        id,
+        served: 0,
+        request_line: Vec::new(),
+    };
+    tracing::trace!(conn = id, %peer, "accepted");
+    loop {
+        if client.buf.as_ref().is_none_or(Vec::is_empty) && !client.await_request(ctx, cfg).await {
+            break;
+        }
+        match client.exchange(ctx, cfg).await {
+            Next::KeepAlive => client.served += 1,
+            Next::Close => break,
+            Next::Tunnel(upstream) => {
+                let leftover = client.buf.take().unwrap_or_default();
+                tunnel::run(ctx, client.io, upstream, leftover, cfg.timeouts.idle).await;
+                return;
+            }
+        }
+    }
+    if let Some(b) = client.buf.take() {
+        ctx.buffers.give(b);
+    }
+    tracing::trace!(conn = id, "closed");
+}
+
+/// Answers a connection over the worker's limit with 503 and closes it.
+pub(crate) async fn refuse(ctx: std::rc::Rc<WorkerCtx>, stream: TcpStream) {
+    let mut io = Timed::new(stream);
+    let (_res, _) = io
+        .write_all(
+            Status::ServiceUnavailable.response(true),
+            Duration::from_secs(1),
+        )
+        .await;
+    ctx.stats.count_response(503);
+}
+
+/// Why no request head could be read.
+enum HeadFail {
+    /// The client closed or went quiet before sending anything worth answering.
+    Closed,
+    /// The client sent something that gets this status, then a close.
+    Reject(Status),
+}
+
+impl Client {
+    /// Waits for the first bytes of the next request. Returns false when the connection should
+    /// close instead (peer closed, idle timeout, or the worker is draining).
+    async fn await_request(&mut self, ctx: &WorkerCtx, cfg: &Config) -> bool {
+        let total = if self.served == 0 {
+            cfg.timeouts.header
+        } else {
+            cfg.timeouts.idle
+        };
+        let linger = total.min(LINGER);
+        let buf = self.buf.take().unwrap_or_else(|| ctx.buffers.take());
+        let (res, buf) = self.io.read_append_or_drain(buf, linger, &ctx.drain).await;
+        match res {
+            Ok(n) if n > 0 => {
+                self.buf = Some(buf);
+                return true;
+            }
+            Err(e) if e.kind() == io::ErrorKind::TimedOut && total > linger => {
+                ctx.buffers.give(buf)
+            }
+            _ => {
+                ctx.buffers.give(buf);
+                return false;
+            }
+        }
+        match self.io.wait_readable(total - linger, &ctx.drain).await {
+            crate::stream::Wake::Readable => {
+                let (res, buf) = self
+                    .io
+                    .read_append(ctx.buffers.take(), cfg.timeouts.header)
+                    .await;
+                if matches!(res, Ok(n) if n > 0) {
+                    self.buf = Some(buf);
+                    true
+                } else {
+                    ctx.buffers.give(buf);
+                    false
+                }
+            }
+            crate::stream::Wake::Timeout | crate::stream::Wake::Drain => false,
+        }
+    }
+
+    /// Reads until a whole request head is buffered and parses it.
+    async fn read_head(
+        &mut self,
+        ctx: &WorkerCtx,
+        cfg: &Config,
+    ) -> Result<(RequestHead, Vec<u8>), HeadFail> {
+        let started = Instant::now();
+        let mut buf = self.buf.take().unwrap_or_else(|| ctx.buffers.take());
+        let mut scanned = 0;
+        loop {
+            if find_head_end(&buf, scanned).is_some() {
+                match parse_request(&buf) {
+                    Ok(Some(head)) => return Ok((head, buf)),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::debug!(conn = self.id, reason = e.as_str(), "bad request");
+                        self.buf = Some(buf);
+                        return Err(HeadFail::Reject(e.status()));
+                    }
+                }
+            }
+            scanned = buf.len();
+            if buf.len() >= cfg.limits.max_header_bytes {
+                self.buf = Some(buf);
+                return Err(HeadFail::Reject(Status::HeaderFieldsTooLarge));
+            }
+            let left = cfg.timeouts.header.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                self.buf = Some(buf);
+                return Err(HeadFail::Reject(Status::RequestTimeout));
+            }
+            let (res, b) = self.io.read_append(buf, left).await;
+            buf = b;
+            match res {
+                Ok(0) => {
+                    self.buf = Some(buf);
+                    return Err(HeadFail::Closed);
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    self.buf = Some(buf);
+                    return Err(HeadFail::Reject(Status::RequestTimeout));
+                }
+                Err(_) => {
+                    self.buf = Some(buf);
+                    return Err(HeadFail::Closed);
+                }
+            }
+        }
+    }
+
+    /// Sends a canned response for `status`. With `close`, the connection closes afterwards.
+    async fn send_status(
+        &mut self,
+        ctx: &WorkerCtx,
+        cfg: &Config,
+        status: Status,
+        close: bool,
+    ) -> u64 {
+        let bytes = status.response(close);
+        let (res, _) = self.io.write_all(bytes, cfg.timeouts.idle).await;
+        ctx.stats.count_response(status.code());
+        if status.code() < 500 {
+            ctx.stats.bad_requests.inc();
+        }
+        if res.is_err() {
+            0
+        } else {
+            bytes.len() as u64
+        }
+    }
+}
+
+/// An IP address in text form, formatted once per connection.
+struct IpText {
+    bytes: [u8; 46],
+    len: usize,
+}
+
+impl IpText {
+    fn new(ip: IpAddr) -> IpText {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        let mut bytes = [0u8; 46];
+        let mut w = &mut bytes[..];
+        let _ = write!(w, "{ip}");
+        let len = 46 - w.len();
+        IpText { bytes, len }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}

@@ -1,0 +1,162 @@
+//! A TCP stream with timed, cancel-safe reads and writes.
+//!
+//! On io_uring a read whose future is dropped may already have consumed data from the socket,
+//! which is then lost. So a timeout never drops an operation: it cancels it through a
+//! [`Canceller`] and then awaits its real result, which may still be data. The canceller is kept
+//! per stream and only replaced after an actual cancellation, so a timed read allocates nothing.
+
+use crate::shutdown::DrainEvent;
+use monoio::buf::{IoBuf, IoBufMut};
+use monoio::io::{CancelableAsyncReadRent, CancelableAsyncWriteRent, Canceller};
+use monoio::net::TcpStream;
+use std::io;
+use std::time::Duration;
+
+/// What ended a wait for readability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// The socket has data (or EOF) to read.
+    Readable,
+    /// The wait timed out.
+    Timeout,
+    /// The worker started draining.
+    Drain,
+}
+
+/// A stream plus the canceller its timed operations use.
+pub(crate) struct Timed {
+    pub(crate) stream: TcpStream,
+    canceller: Canceller,
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "timed out")
+}
+
+impl Timed {
+    pub(crate) fn new(stream: TcpStream) -> Timed {
+        Timed {
+            stream,
+            canceller: Canceller::new(),
+        }
+    }
+
+    /// Reads into the spare capacity of `buf` (appending to its contents), waiting at most
+    /// `timeout`. `Ok(0)` means the peer closed; a timeout is `ErrorKind::TimedOut`.
+    pub(crate) async fn read_append(
+        &mut self,
+        buf: Vec<u8>,
+        timeout: Duration,
+    ) -> (io::Result<usize>, Vec<u8>) {
+        let (len, cap) = (buf.len(), buf.capacity());
+        if len == cap {
+            return (Err(io::Error::other("read buffer full")), buf);
+        }
+        let Timed { stream, canceller } = self;
+        let read = stream.cancelable_read(buf.slice_mut(len..cap), canceller.handle());
+        let mut read = std::pin::pin!(read);
+        let (res, slice) = monoio::select! {
+            r = &mut read => r,
+            _ = monoio::time::sleep(timeout) => {
+                *canceller = std::mem::take(canceller).cancel();
+                let (res, slice) = read.await;
+                (cancelled_to_timeout(res), slice)
+            }
+        };
+        (res, slice.into_inner())
+    }
+
+    /// Like [`Timed::read_append`] but also gives up when `drain` fires (reported as
+    /// `ErrorKind::Interrupted`), for reads that wait on an idle client.
+    pub(crate) async fn read_append_or_drain(
+        &mut self,
+        buf: Vec<u8>,
+        timeout: Duration,
+        drain: &DrainEvent,
+    ) -> (io::Result<usize>, Vec<u8>) {
+        let (len, cap) = (buf.len(), buf.capacity());
+        if len == cap {
+            return (Err(io::Error::other("read buffer full")), buf);
+        }
+        let Timed { stream, canceller } = self;
+        let read = stream.cancelable_read(buf.slice_mut(len..cap), canceller.handle());
+        let mut read = std::pin::pin!(read);
+        let (res, slice) = monoio::select! {
+            r = &mut read => r,
+            _ = monoio::time::sleep(timeout) => {
+                *canceller = std::mem::take(canceller).cancel();
+                let (res, slice) = read.await;
+                (cancelled_to_timeout(res), slice)
+            }
+            _ = drain.wait() => {
+                *canceller = std::mem::take(canceller).cancel();
+                let (res, slice) = read.await;
+                let res = match res {
+                    Err(e) if is_cancelled(&e) => Err(io::Error::new(io::ErrorKind::Interrupted, "draining")),
+                    other => other,
+                };
+                (res, slice)
+            }
+        };
+        (res, slice.into_inner())
+    }
+
+    /// Writes all of `buf`, allowing each write at most `timeout` to make progress.
+    pub(crate) async fn write_all<T: IoBuf>(
+        &mut self,
+        mut buf: T,
+        timeout: Duration,
+    ) -> (io::Result<()>, T) {
+        let total = buf.bytes_init();
+        let mut done = 0;
+        while done < total {
+            let Timed { stream, canceller } = self;
+            let write = stream.cancelable_write(buf.slice(done..total), canceller.handle());
+            let mut write = std::pin::pin!(write);
+            let (res, slice) = monoio::select! {
+                r = &mut write => r,
+                _ = monoio::time::sleep(timeout) => {
+                    *canceller = std::mem::take(canceller).cancel();
+                    let (res, slice) = write.await;
+                    (cancelled_to_timeout(res), slice)
+                }
+            };
+            buf = slice.into_inner();
+            match res {
+                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), buf),
+                Ok(n) => done += n,
+                Err(e) => return (Err(e), buf),
+            }
+        }
+        (Ok(()), buf)
+    }
+
+    /// Waits, holding no buffer, until the socket is readable, `timeout` passes or the worker
+    /// drains. This is how idle keep-alive connections wait.
+    pub(crate) async fn wait_readable(&self, timeout: Duration, drain: &DrainEvent) -> Wake {
+        if drain.is_fired() {
+            return Wake::Drain;
+        }
+        // A readiness poll holds no data, so dropping it on timeout loses nothing.
+        monoio::select! {
+            r = self.stream.readable(false) => match r {
+                Ok(()) => Wake::Readable,
+                // An error will show up again on the read that follows.
+                Err(_) => Wake::Readable,
+            },
+            _ = monoio::time::sleep(timeout) => Wake::Timeout,
+            _ = drain.wait() => Wake::Drain,
+        }
+    }
+}
+
+fn is_cancelled(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ECANCELED)
+}
+
+fn cancelled_to_timeout(res: io::Result<usize>) -> io::Result<usize> {
+    match res {
+        Err(e) if is_cancelled(&e) => Err(timed_out()),
+        other => other,
+    }
+}

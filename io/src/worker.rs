@@ -1,0 +1,341 @@
+//! Workers: one thread per core, pinned, each running its own runtime, listeners, pools and
+//! counters; the accept loop; and the shutdown sequence.
+//!
+//! Shutdown, once triggered: stop accepting, take every connection already queued in the
+//! kernel's accept queue (so none is reset), close idle keep-alive connections, let in-flight
+//! requests finish (their responses say `Connection: close`) for up to the drain timeout, then
+//! close what is left and return.
+
+use crate::access_log::{AccessLog, AccessLogSink};
+use crate::metrics::WorkerStats;
+use crate::pool::{BufferPool, UpstreamPool};
+use crate::proxy;
+use crate::runtime::{self, DriverInfo};
+use crate::shutdown::{DrainEvent, Shutdown};
+use monoio::io::Canceller;
+use monoio::net::{TcpListener, TcpStream};
+use proxy_core::balance::RoundRobin;
+use proxy_core::config::Config;
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Smallest read buffer; bodies stream through buffers of this size.
+const MIN_BUFFER: usize = 32 * 1024;
+
+/// Everything one worker needs, built on the main thread.
+#[derive(Debug)]
+pub struct WorkerSpec {
+    /// Worker number, from 0.
+    pub index: usize,
+    /// The CPU to pin to, if any.
+    pub cpu: Option<usize>,
+    /// The configuration snapshot.
+    pub config: Arc<Config>,
+    /// This worker's listening sockets, one per configured listener, in order.
+    pub listeners: Vec<std::net::TcpListener>,
+    /// This worker's counters.
+    pub stats: Arc<WorkerStats>,
+    /// The process-wide shutdown trigger.
+    pub shutdown: Shutdown,
+    /// Where to write the access log, if it is on.
+    pub access_log: Option<AccessLogSink>,
+}
+
+/// A running worker.
+#[derive(Debug)]
+pub struct WorkerHandle {
+    /// Worker number.
+    pub index: usize,
+    /// The driver it runs on.
+    pub driver: DriverInfo,
+    thread: JoinHandle<()>,
+}
+
+impl WorkerHandle {
+    /// Waits for the worker to finish its shutdown.
+    pub fn join(self) {
+        if self.thread.join().is_err() {
+            tracing::error!(worker = self.index, "worker thread panicked");
+        }
+    }
+}
+
+/// Starts one thread per spec and waits until each has built its runtime.
+///
+/// Fails (after stopping the workers that did start) when any worker cannot build a runtime, so
+/// that `--io-driver uring` on a kernel without io_uring is an error at startup.
+pub fn spawn_workers(specs: Vec<WorkerSpec>) -> io::Result<Vec<WorkerHandle>> {
+    let shutdown = specs.first().map(|s| s.shutdown.clone());
+    let mut pending = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let (tx, rx) = mpsc::channel();
+        let index = spec.index;
+        let thread = std::thread::Builder::new()
+            .name(format!("ringway-w{index}"))
+            .spawn(move || run_worker(spec, tx))?;
+        pending.push((index, rx, thread));
+    }
+    let mut handles = Vec::with_capacity(pending.len());
+    let mut failure = None;
+    for (index, rx, thread) in pending {
+        match rx.recv() {
+            Ok(Ok(driver)) => handles.push(WorkerHandle {
+                index,
+                driver,
+                thread,
+            }),
+            Ok(Err(e)) => {
+                failure.get_or_insert(e);
+                let _ = thread.join();
+            }
+            Err(_) => {
+                failure.get_or_insert_with(|| {
+                    io::Error::other(format!("worker {index} died while starting"))
+                });
+                let _ = thread.join();
+            }
+        }
+    }
+    if let Some(e) = failure {
+        if let Some(s) = shutdown {
+            s.trigger();
+        }
+        for h in handles {
+            h.join();
+        }
+        return Err(e);
+    }
+    Ok(handles)
+}
+
+fn run_worker(spec: WorkerSpec, started: mpsc::Sender<io::Result<DriverInfo>>) {
+    if let Some(cpu) = spec.cpu {
+        if core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+            let _ = spec.stats.cpu.set(cpu);
+        } else {
+            tracing::warn!(worker = spec.index, cpu, "could not pin worker to CPU");
+        }
+    }
+    let server = &spec.config.server;
+    let (choice, entries) = (server.io_driver, server.io_uring_entries);
+    let index = spec.index;
+    let tx = started.clone();
+    let result = runtime::run(choice, entries, move |driver| async move {
+        let _ = spec.stats.driver.set(driver);
+        tracing::info!(worker = spec.index, cpu = ?spec.cpu, driver = driver.name(), ring_flags = driver.flags(), "worker started");
+        let _ = tx.send(Ok(driver));
+        worker_main(spec).await;
+    });
+    if let Err(e) = result {
+        let _ = started.send(Err(e));
+    }
+    tracing::debug!(worker = index, "worker stopped");
+}
+
+/// A worker's state, shared by its tasks through `Rc` (never across threads).
+pub(crate) struct WorkerCtx {
+    pub(crate) index: usize,
+    pub(crate) config: Arc<Config>,
+    pub(crate) stats: Arc<WorkerStats>,
+    pub(crate) buffers: BufferPool,
+    pub(crate) upstreams: UpstreamPool,
+    pub(crate) balancers: RefCell<Vec<RoundRobin>>,
+    pub(crate) drain: DrainEvent,
+    pub(crate) access_log: Option<RefCell<AccessLog>>,
+    /// `ip:port` of every endpoint, by id: the `Host` sent when the client's is not preserved.
+    authorities: Vec<Vec<u8>>,
+    active: Cell<usize>,
+    next_conn: Cell<u64>,
+}
+
+impl WorkerCtx {
+    fn new(spec: &WorkerSpec, access_log: Option<AccessLogSink>) -> WorkerCtx {
+        let cfg = &spec.config;
+        WorkerCtx {
+            index: spec.index,
+            config: cfg.clone(),
+            stats: spec.stats.clone(),
+            buffers: BufferPool::new(cfg.limits.max_header_bytes.max(MIN_BUFFER)),
+            upstreams: UpstreamPool::new(cfg.endpoint_count(), cfg.pool),
+            balancers: RefCell::new(
+                cfg.clusters
+                    .iter()
+                    .map(|c| RoundRobin::new(c.endpoints.iter().map(|e| e.weight)))
+                    .collect(),
+            ),
+            drain: DrainEvent::default(),
+            access_log: access_log.map(|s| RefCell::new(AccessLog::new(s))),
+            authorities: cfg
+                .clusters
+                .iter()
+                .flat_map(|c| c.endpoints.iter().map(|e| e.addr.to_string().into_bytes()))
+                .collect(),
+            active: Cell::new(0),
+            next_conn: Cell::new(0),
+        }
+    }
+
+    /// The `ip:port` text of endpoint `id`.
+    pub(crate) fn endpoint_authority(&self, id: usize) -> &[u8] {
+        self.authorities.get(id).map_or(&[], Vec::as_slice)
+    }
+
+    /// Appends an access log line, if the log is on.
+    pub(crate) fn log_access(&self, record: &crate::access_log::AccessRecord<'_>) {
+        if let Some(log) = &self.access_log {
+            log.borrow_mut().record(record, SystemTime::now());
+        }
+    }
+}
+
+async fn worker_main(mut spec: WorkerSpec) {
+    let access_log = spec.access_log.take();
+    let ctx = Rc::new(WorkerCtx::new(&spec, access_log));
+    let mut loops = Vec::new();
+    for (i, std_listener) in std::mem::take(&mut spec.listeners).into_iter().enumerate() {
+        let backlog = match std_listener.try_clone() {
+            Ok(dup) => dup,
+            Err(e) => {
+                tracing::error!(worker = ctx.index, error = %e, "cannot duplicate listener");
+                continue;
+            }
+        };
+        match TcpListener::from_std(std_listener) {
+            Ok(l) => loops.push(monoio::spawn(accept_loop(ctx.clone(), l, backlog, i))),
+            Err(e) => tracing::error!(worker = ctx.index, error = %e, "cannot register listener"),
+        }
+    }
+    let maintenance = monoio::spawn(maintain(ctx.clone()));
+
+    spec.shutdown.wait().await;
+    tracing::debug!(worker = ctx.index, "draining");
+    ctx.drain.fire();
+    for l in loops {
+        l.await;
+    }
+    let deadline = Instant::now() + ctx.config.server.drain_timeout;
+    while ctx.active.get() > 0 && Instant::now() < deadline {
+        // Bounded by the drain timeout; a short sleep, not a busy loop.
+        monoio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if ctx.active.get() > 0 {
+        tracing::warn!(
+            worker = ctx.index,
+            connections = ctx.active.get(),
+            "drain timeout: closing remaining connections"
+        );
+    }
+    maintenance.await;
+    ctx.upstreams.clear();
+    if let Some(log) = &ctx.access_log {
+        log.borrow_mut().flush();
+    }
+}
+
+/// Once a second: close expired pooled upstream connections and flush the access log.
+async fn maintain(ctx: Rc<WorkerCtx>) {
+    while !ctx.drain.is_fired() {
+        monoio::select! {
+            _ = monoio::time::sleep(Duration::from_secs(1)) => {}
+            _ = ctx.drain.wait() => {}
+        }
+        ctx.upstreams.sweep(Instant::now());
+        if let Some(log) = &ctx.access_log {
+            log.borrow_mut().flush();
+        }
+    }
+}
+
+async fn accept_loop(
+    ctx: Rc<WorkerCtx>,
+    listener: TcpListener,
+    backlog: std::net::TcpListener,
+    which: usize,
+) {
+    let mut canceller = Canceller::new();
+    loop {
+        let accept = listener.cancelable_accept(canceller.handle());
+        let mut accept = std::pin::pin!(accept);
+        let (res, stop) = monoio::select! {
+            r = &mut accept => (r, false),
+            _ = ctx.drain.wait() => {
+                canceller = std::mem::take(&mut canceller).cancel();
+                (accept.await, true)
+            }
+        };
+        match res {
+            Ok((stream, peer)) => spawn_connection(&ctx, stream, peer),
+            Err(e) if stop => tracing::trace!(error = %e, "accept cancelled"),
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning on the error.
+                tracing::warn!(worker = ctx.index, listener = which, error = %e, "accept failed");
+                monoio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        if stop {
+            break;
+        }
+    }
+    // Take every connection the kernel already completed for this socket, so that closing the
+    // listener resets none of them.
+    let mut drained = 0;
+    loop {
+        match backlog.accept() {
+            Ok((s, peer)) => {
+                let _ = s.set_nonblocking(true);
+                match TcpStream::from_std(s) {
+                    Ok(stream) => {
+                        drained += 1;
+                        spawn_connection(&ctx, stream, peer);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot register drained connection"),
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    tracing::debug!(
+        worker = ctx.index,
+        listener = which,
+        drained,
+        "listener closed"
+    );
+}
+
+fn spawn_connection(ctx: &Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr) {
+    ctx.stats.connections_accepted.inc();
+    let _ = stream.set_nodelay(true);
+    let seq = ctx.next_conn.get();
+    ctx.next_conn.set(seq + 1);
+    let id = ((ctx.index as u64) << 48) | seq;
+    if ctx.active.get() >= ctx.config.server.max_connections {
+        ctx.stats.connections_refused.inc();
+        monoio::spawn(proxy::refuse(ctx.clone(), stream));
+        return;
+    }
+    ctx.active.set(ctx.active.get() + 1);
+    ctx.stats.connections_active.inc();
+    let guard = ActiveGuard(ctx.clone());
+    monoio::spawn(async move {
+        proxy::serve(&guard.0, stream, peer, id).await;
+        drop(guard);
+    });
+}
+
+/// Decrements the active-connection count however the connection task ends (including being
+/// dropped with the runtime).
+struct ActiveGuard(Rc<WorkerCtx>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active.set(self.0.active.get() - 1);
+        self.0.stats.connections_active.dec();
+    }
+}

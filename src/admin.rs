@@ -1,0 +1,119 @@
+//! The admin endpoint: `GET /healthz` and `GET /metrics` (Prometheus text), served from one
+//! ordinary thread, off the data path. There are no state-changing calls yet; any method other
+//! than GET/HEAD is refused, with 401 first when a token is configured and not presented.
+
+use proxy_core::config::Admin;
+use proxy_core::http1::parse_request;
+use proxy_io::metrics::{render_prometheus, WorkerStats};
+use proxy_io::shutdown::Shutdown;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Binds the admin address; fails (before any worker starts) if it cannot.
+pub fn bind(admin: &Admin) -> Result<(TcpListener, SocketAddr), String> {
+    let l = TcpListener::bind(admin.addr)
+        .map_err(|e| format!("cannot listen on admin address {}: {e}", admin.addr))?;
+    let addr = l.local_addr().map_err(|e| e.to_string())?;
+    Ok((l, addr))
+}
+
+/// Serves admin requests on a background thread until the process exits.
+pub fn serve(
+    listener: TcpListener,
+    token: Option<String>,
+    workers: Vec<Arc<WorkerStats>>,
+    shutdown: Shutdown,
+) {
+    let spawned = std::thread::Builder::new()
+        .name("ringway-admin".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                if let Err(e) = handle(conn, token.as_deref(), &workers, &shutdown) {
+                    tracing::debug!(error = %e, "admin request failed");
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the admin thread");
+    }
+}
+
+fn handle(
+    mut conn: TcpStream,
+    token: Option<&str>,
+    workers: &[Arc<WorkerStats>],
+    shutdown: &Shutdown,
+) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    conn.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let mut buf = vec![0u8; 8192];
+    let mut len = 0;
+    let head = loop {
+        let n = conn.read(&mut buf[len..])?;
+        if n == 0 {
+            return Ok(());
+        }
+        len += n;
+        match parse_request(&buf[..len]) {
+            Ok(Some(h)) => break h,
+            Ok(None) if len < buf.len() => continue,
+            _ => return respond(&mut conn, "400 Bad Request", "text/plain", "bad request\n"),
+        }
+    };
+    let method = head.method_span.of(&buf);
+    let path = head.path.of(&buf);
+    let path = path.split(|&b| b == b'?').next().unwrap_or(path);
+    if method != b"GET" && method != b"HEAD" {
+        if let Some(t) = token {
+            let auth = head.headers.find(&buf, b"authorization");
+            let expected = format!("Bearer {t}");
+            if auth != Some(expected.as_bytes()) {
+                return respond(
+                    &mut conn,
+                    "401 Unauthorized",
+                    "text/plain",
+                    "admin token required\n",
+                );
+            }
+        }
+        return respond(
+            &mut conn,
+            "405 Method Not Allowed",
+            "text/plain",
+            "method not allowed\n",
+        );
+    }
+    match path {
+        b"/healthz" if shutdown.is_triggered() => respond(
+            &mut conn,
+            "503 Service Unavailable",
+            "text/plain",
+            "draining\n",
+        ),
+        b"/healthz" => respond(&mut conn, "200 OK", "text/plain", "ok\n"),
+        b"/metrics" => respond(
+            &mut conn,
+            "200 OK",
+            "text/plain; version=0.0.4",
+            &render_prometheus(workers),
+        ),
+        _ => respond(
+            &mut conn,
+            "404 Not Found",
+            "text/plain",
+            "not found: try /healthz or /metrics\n",
+        ),
+    }
+}
+
+fn respond(conn: &mut TcpStream, status: &str, ctype: &str, body: &str) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes())?;
+    conn.write_all(body.as_bytes())
+}

@@ -1,0 +1,125 @@
+//! Command-line flags. Every scalar flag overrides the matching config-file key; `--listen`
+//! and `--upstream` add a listener named `cli` and a cluster named `default`.
+
+use clap::{Parser, Subcommand};
+use proxy_core::config::{parse_duration, parse_size};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Ringway: a thread-per-core HTTP/1.1 reverse proxy on io_uring.
+#[derive(Debug, Parser)]
+#[command(name = "ringway", version, about, long_about = None)]
+pub struct Cli {
+    /// What to run; without a subcommand, the proxy.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// TOML configuration file.
+    #[arg(global = true, short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Validate the configuration and exit: 0 if valid, 64 with the offending key if not.
+    #[arg(global = true, long)]
+    pub check: bool,
+
+    /// Listen address (repeatable). With a file, adds listeners named `cli`, `cli-2`, …;
+    /// without one, defaults to 127.0.0.1:8080.
+    #[arg(global = true, long, value_name = "ADDR")]
+    pub listen: Vec<String>,
+
+    /// Upstream endpoint `host:port` (repeatable), forming the cluster `default` that every
+    /// request not matched by a file route goes to.
+    #[arg(global = true, long, value_name = "ADDR")]
+    pub upstream: Vec<String>,
+
+    /// Worker threads (0 = one per CPU the process may run on).
+    #[arg(global = true, long, value_name = "N")]
+    pub workers: Option<usize>,
+
+    /// CPUs to pin workers to, comma-separated (default: the process's affinity mask).
+    #[arg(global = true, long, value_name = "LIST", value_delimiter = ',')]
+    pub cpu_list: Option<Vec<usize>>,
+
+    /// I/O driver: auto, uring or epoll.
+    #[arg(global = true, long, value_name = "DRIVER", value_parser = ["auto", "uring", "epoll"])]
+    pub io_driver: Option<String>,
+
+    /// io_uring submission queue entries per worker (power of two, 256 to 32768).
+    #[arg(global = true, long, value_name = "N")]
+    pub io_uring_entries: Option<u32>,
+
+    /// Listen backlog.
+    #[arg(global = true, long, value_name = "N")]
+    pub backlog: Option<u32>,
+
+    /// Client connections per worker; beyond it, new connections get 503.
+    #[arg(global = true, long, value_name = "N")]
+    pub max_connections: Option<usize>,
+
+    /// Time allowed for in-flight requests at shutdown (e.g. 30s).
+    #[arg(global = true, long, value_name = "DURATION", value_parser = duration)]
+    pub drain_timeout: Option<Duration>,
+
+    /// Admin endpoint address (/healthz, /metrics).
+    #[arg(global = true, long, value_name = "ADDR")]
+    pub admin: Option<String>,
+
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(global = true, long, value_name = "LEVEL", value_parser = ["error", "warn", "info", "debug", "trace"])]
+    pub log_level: Option<String>,
+
+    /// Access log: a file path, or - for standard output.
+    #[arg(global = true, long, value_name = "PATH")]
+    pub access_log: Option<String>,
+
+    /// Time allowed for a complete request head (e.g. 10s).
+    #[arg(global = true, long, value_name = "DURATION", value_parser = duration)]
+    pub header_timeout: Option<Duration>,
+
+    /// Idle keep-alive time, and the limit on a stalled transfer (e.g. 60s).
+    #[arg(global = true, long, value_name = "DURATION", value_parser = duration)]
+    pub idle_timeout: Option<Duration>,
+
+    /// Time allowed to connect to an upstream (e.g. 3s).
+    #[arg(global = true, long, value_name = "DURATION", value_parser = duration)]
+    pub upstream_connect_timeout: Option<Duration>,
+
+    /// Time allowed for an upstream to start responding, and between its reads (e.g. 60s).
+    #[arg(global = true, long, value_name = "DURATION", value_parser = duration)]
+    pub upstream_response_timeout: Option<Duration>,
+
+    /// Largest request head (e.g. 16k); 431 beyond.
+    #[arg(global = true, long, value_name = "SIZE", value_parser = size)]
+    pub max_header_bytes: Option<u64>,
+
+    /// Largest request body (e.g. 100m; 0 = no limit); 413 beyond.
+    #[arg(global = true, long, value_name = "SIZE", value_parser = size)]
+    pub max_body_bytes: Option<u64>,
+
+    /// Idle upstream connections kept per endpoint per worker.
+    #[arg(global = true, long, value_name = "N")]
+    pub upstream_pool_size: Option<usize>,
+
+    /// How long an idle upstream connection is kept (e.g. 60s).
+    #[arg(global = true, long, value_name = "DURATION", value_parser = duration)]
+    pub upstream_idle_timeout: Option<Duration>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy on 127.0.0.1:8080 in front of two built-in sample upstreams.
+    Demo,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err("must be greater than zero".into());
+    }
+    Ok(d)
+}
+
+fn size(s: &str) -> Result<u64, String> {
+    parse_size(s)
+}
