@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every Ringway test on a fresh machine: installs what the tests need (idempotently), checks
+# formatting, lints and the sans-IO boundary, then runs the whole suite on io_uring and again
+# (the end-to-end part) on the epoll fallback.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_debs=()
+command -v curl >/dev/null 2>&1 || need_debs+=(curl)
+if [ ${#need_debs[@]} -gt 0 ]; then
+  echo "test.sh: installing ${need_debs[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq "${need_debs[@]}" >/dev/null
+fi
+# 1,000-connection tests need more descriptors than the usual default of 1024.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
+
+echo "test.sh: formatting"
+cargo fmt --all -- --check
+echo "test.sh: clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "test.sh: sans-IO boundary"
+scripts/check-sans-io.sh
+
+if cargo nextest --version >/dev/null 2>&1; then
+  run() { cargo nextest run --no-fail-fast --failure-output final "$@"; }
+else
+  run() { cargo test --no-fail-fast "$@"; }
+fi
+
+echo "test.sh: whole workspace, io_uring"
+RINGWAY_TEST_IO_DRIVER=uring run --workspace
+echo "test.sh: end-to-end suite again on epoll"
+RINGWAY_TEST_IO_DRIVER=epoll run -p ringway
