@@ -1,2 +1,108 @@
-//! x
-fn main() {}
+//! `ringway-bench-backend`: the fixed-response HTTP/1.1 server every benchmark contender
+//! proxies to. One monoio runtime on one core (io_uring, or epoll where unavailable), keep-alive,
+//! pipelining-safe. `GET /0`, `/1k`, `/64k` and `/1m` answer bodies of that size (any other path:
+//! 0 bytes); request bodies with Content-Length are read and discarded, so uploads work too.
+//!
+//! Usage: `ringway-bench-backend [ADDR]` (default 127.0.0.1:9000).
+
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::{TcpListener, TcpStream};
+use proxy_core::http1::{parse_request, BodyFraming};
+use std::rc::Rc;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() {
+    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9000".to_owned());
+    let run = proxy_io::runtime::run(proxy_core::config::IoDriver::Auto, 1024, |driver| async move {
+        let listener = match TcpListener::bind(&addr) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("ringway-bench-backend: cannot listen on {addr}: {e}");
+                std::process::exit(1);
+            }
+        };
+        eprintln!("ringway-bench-backend: listening on {addr} ({})", driver.name());
+        let responses = Rc::new(Responses::new());
+        loop {
+            let Ok((conn, _)) = listener.accept().await else { continue };
+            let _ = conn.set_nodelay(true);
+            monoio::spawn(serve(conn, responses.clone()));
+        }
+    });
+    if let Err(e) = run {
+        eprintln!("ringway-bench-backend: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// Pre-built responses, one per body size.
+struct Responses {
+    sizes: Vec<(&'static [u8], Rc<Vec<u8>>)>,
+}
+
+impl Responses {
+    fn new() -> Responses {
+        let make = |n: usize| {
+            let mut r = format!("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {n}\r\n\r\n")
+                .into_bytes();
+            r.extend((0..n).map(|i| b"abcdefghijklmnopqrstuvwxyz012345"[i % 32]));
+            Rc::new(r)
+        };
+        Responses {
+            sizes: vec![
+                (&b"/1k"[..], make(1024)),
+                (&b"/64k"[..], make(64 * 1024)),
+                (&b"/1m"[..], make(1024 * 1024)),
+                (&b"/0"[..], make(0)),
+            ],
+        }
+    }
+
+    fn for_path(&self, path: &[u8]) -> Rc<Vec<u8>> {
+        let path = path.split(|&b| b == b'?').next().unwrap_or(path);
+        self.sizes.iter().find(|(p, _)| *p == path).map_or_else(|| self.sizes[3].1.clone(), |(_, r)| r.clone())
+    }
+}
+
+async fn serve(mut conn: TcpStream, responses: Rc<Responses>) {
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut skip: u64 = 0;
+    loop {
+        // Discard request body bytes still owed.
+        let drop_now = usize::try_from(skip).unwrap_or(usize::MAX).min(buf.len());
+        buf.drain(..drop_now);
+        skip -= drop_now as u64;
+        if skip == 0 {
+            match parse_request(&buf) {
+                Ok(Some(head)) => {
+                    let response = responses.for_path(head.path.of(&buf));
+                    skip = match head.framing {
+                        BodyFraming::Length(n) => n,
+                        _ => 0,
+                    };
+                    let close = !head.keep_alive;
+                    buf.drain(..head.head_len);
+                    let (res, _) = conn.write_all(response).await;
+                    if res.is_err() || close {
+                        return;
+                    }
+                    continue;
+                }
+                Ok(None) => {}
+                Err(_) => return,
+            }
+        }
+        if buf.len() == buf.capacity() {
+            return;
+        }
+        let len = buf.len();
+        let (res, b) = conn.read(monoio::buf::IoBufMut::slice_mut(buf, len..)).await;
+        buf = b.into_inner();
+        match res {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
