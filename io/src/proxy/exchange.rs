@@ -106,7 +106,6 @@ impl Client {
             upstream_authority: ctx.endpoint_authority(ep.id),
         };
         write_request_head(&cbuf, &head, &cfg.forward, &fctx, &mut out);
-        drop(head);
         let mut body = BodyTracker::new(req.framing);
         let avail = &cbuf[req.head_len..];
         let mut consumed = req.head_len;
@@ -183,7 +182,6 @@ impl Client {
         };
         write_response_head(&ubuf, &rhead, plan, &mut out);
         let (rhead_len, upstream_close) = (rhead.head_len, rhead.close);
-        drop(rhead);
 
         if status == 101 {
             out.extend_from_slice(&ubuf[rhead_len..]);
