@@ -14,23 +14,34 @@ use std::rc::Rc;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9000".to_owned());
-    let run = proxy_io::runtime::run(proxy_core::config::IoDriver::Auto, 1024, |driver| async move {
-        let listener = match TcpListener::bind(&addr) {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("ringway-bench-backend: cannot listen on {addr}: {e}");
-                std::process::exit(1);
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9000".to_owned());
+    let run = proxy_io::runtime::run(
+        proxy_core::config::IoDriver::Auto,
+        1024,
+        |driver| async move {
+            let listener = match TcpListener::bind(&addr) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("ringway-bench-backend: cannot listen on {addr}: {e}");
+                    std::process::exit(1);
+                }
+            };
+            eprintln!(
+                "ringway-bench-backend: listening on {addr} ({})",
+                driver.name()
+            );
+            let responses = Rc::new(Responses::new());
+            loop {
+                let Ok((conn, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = conn.set_nodelay(true);
+                monoio::spawn(serve(conn, responses.clone()));
             }
-        };
-        eprintln!("ringway-bench-backend: listening on {addr} ({})", driver.name());
-        let responses = Rc::new(Responses::new());
-        loop {
-            let Ok((conn, _)) = listener.accept().await else { continue };
-            let _ = conn.set_nodelay(true);
-            monoio::spawn(serve(conn, responses.clone()));
-        }
-    });
+        },
+    );
     if let Err(e) = run {
         eprintln!("ringway-bench-backend: {e}");
         std::process::exit(1);
@@ -62,7 +73,10 @@ impl Responses {
 
     fn for_path(&self, path: &[u8]) -> Rc<Vec<u8>> {
         let path = path.split(|&b| b == b'?').next().unwrap_or(path);
-        self.sizes.iter().find(|(p, _)| *p == path).map_or_else(|| self.sizes[3].1.clone(), |(_, r)| r.clone())
+        self.sizes
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map_or_else(|| self.sizes[3].1.clone(), |(_, r)| r.clone())
     }
 }
 
@@ -98,7 +112,9 @@ async fn serve(mut conn: TcpStream, responses: Rc<Responses>) {
             return;
         }
         let len = buf.len();
-        let (res, b) = conn.read(monoio::buf::IoBufMut::slice_mut(buf, len..)).await;
+        let (res, b) = conn
+            .read(monoio::buf::IoBufMut::slice_mut(buf, len..))
+            .await;
         buf = b.into_inner();
         match res {
             Ok(0) | Err(_) => return,

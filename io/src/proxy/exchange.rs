@@ -7,7 +7,7 @@ use super::{Client, HeadFail, Next};
 use crate::access_log::AccessRecord;
 use crate::worker::WorkerCtx;
 use proxy_core::config::Config;
-use proxy_core::http1::{BodyFraming, Method, RequestHead, Version};
+use proxy_core::http1::{BodyFraming, Method, RequestHead, ResponseHead, Version};
 use proxy_core::rewrite::{write_request_head, write_response_head, ForwardContext, ResponsePlan};
 use proxy_core::Status;
 use std::net::SocketAddr;
@@ -37,12 +37,72 @@ impl Request {
     }
 }
 
+/// A request ready to forward: what `prepare` made of its head.
+struct Prepared {
+    req: Request,
+    cluster_endpoint: (usize, usize),
+    expect_continue: bool,
+    /// The rewritten head plus the body bytes that came with it.
+    out: Vec<u8>,
+    body: BodyTracker,
+}
+
+/// The outcome of looking at a request head, before any upstream is involved.
+enum Decision {
+    Forward(Prepared),
+    Answer(Request, Status),
+}
+
+/// The facts about a response that outlive its parsed head.
+struct ResponseFacts {
+    status: u16,
+    framing: BodyFraming,
+    upstream_close: bool,
+    head_len: usize,
+}
+
+/// Derives what the proxy does with a response and writes the head the client gets into `out`
+/// (left empty when the response is an upgrade nobody asked for). Returns the response facts,
+/// whether the client connection closes afterwards, whether the body is de-chunked, and whether
+/// the response is acceptable at all.
+fn respond_head(
+    rhead: ResponseHead,
+    req: &Request,
+    ubuf: &[u8],
+    draining: bool,
+    out: &mut Vec<u8>,
+) -> (ResponseFacts, bool, bool, bool) {
+    let facts = ResponseFacts {
+        status: rhead.status,
+        framing: rhead.framing(req.method),
+        upstream_close: rhead.close,
+        head_len: rhead.head_len,
+    };
+    let valid_upgrade = facts.status != 101 || req.upgrade;
+    let dechunk = req.version == Version::Http10 && facts.framing == BodyFraming::Chunked;
+    let close = !req.keep_alive || facts.framing == BodyFraming::UntilClose || dechunk || draining;
+    out.clear();
+    if valid_upgrade {
+        let plan = ResponsePlan {
+            close,
+            client_version: req.version,
+            dechunk,
+        };
+        write_response_head(ubuf, &rhead, plan, out);
+    }
+    (facts, close, dechunk, valid_upgrade)
+}
+
 impl Client {
     /// Serves one request, start to finish.
+    ///
+    /// Parsed heads (kilobytes of spans) are consumed by synchronous steps and never held across
+    /// an `.await`, which keeps every connection's future small: that is most of what an idle
+    /// keep-alive connection costs.
     pub(super) async fn exchange(&mut self, ctx: &WorkerCtx, cfg: &Config) -> Next {
         let started = Instant::now();
-        let (head, mut cbuf) = match self.read_head(ctx, cfg).await {
-            Ok(x) => x,
+        let (decision, mut cbuf) = match self.read_head(ctx, cfg).await {
+            Ok((head, mut cbuf)) => (self.prepare(ctx, cfg, &head, &mut cbuf), cbuf),
             Err(HeadFail::Closed) => return Next::Close,
             Err(HeadFail::Reject(status)) => {
                 self.request_line.clear();
@@ -51,79 +111,32 @@ impl Client {
                 return Next::Close;
             }
         };
-        if ctx.access_log.is_some() {
-            self.request_line.clear();
-            self.request_line
-                .extend_from_slice(head.method_span.of(&cbuf));
-            self.request_line.push(b' ');
-            self.request_line.extend_from_slice(head.target.of(&cbuf));
-            self.request_line.extend_from_slice(match head.version {
-                Version::Http10 => b" HTTP/1.0",
-                Version::Http11 => b" HTTP/1.1",
-            });
-        }
-        let req = Request::of(&head);
-
-        let Some(cluster) = cfg.router.route(head.host_name(&cbuf), head.path.of(&cbuf)) else {
-            return self
-                .answer_early(ctx, cfg, cbuf, &req, Status::NotFound, started)
-                .await;
-        };
-        if let (BodyFraming::Length(n), Some(max)) = (req.framing, cfg.limits.max_body_bytes) {
-            if n > max {
+        let Prepared {
+            req,
+            cluster_endpoint: (cluster, endpoint),
+            expect_continue,
+            mut out,
+            mut body,
+        } = match decision {
+            Decision::Forward(p) => p,
+            Decision::Answer(req, status) => {
                 return self
-                    .answer_early(ctx, cfg, cbuf, &req, Status::PayloadTooLarge, started)
-                    .await;
+                    .answer_early(ctx, cfg, cbuf, &req, status, started)
+                    .await
             }
-        }
-        let pick = ctx
-            .balancers
-            .borrow_mut()
-            .get_mut(cluster)
-            .and_then(|b| b.pick());
-        let Some(ep) = pick.and_then(|i| cfg.clusters[cluster].endpoints.get(i)) else {
-            return self
-                .answer_early(ctx, cfg, cbuf, &req, Status::ServiceUnavailable, started)
-                .await;
         };
-        if head.expect_continue && req.framing != BodyFraming::None && cbuf.len() == req.head_len {
+        let ep = &cfg.clusters[cluster].endpoints[endpoint];
+        if expect_continue {
             let (res, _) = self
                 .io
                 .write_all(&b"HTTP/1.1 100 Continue\r\n\r\n"[..], cfg.timeouts.idle)
                 .await;
             if res.is_err() {
+                ctx.buffers.give(out);
                 self.buf = Some(cbuf);
                 return Next::Close;
             }
         }
-
-        // The upstream request: rewritten head, plus the body bytes that came with it when they
-        // fit, so that a small request is a single write.
-        let mut out = ctx.buffers.take();
-        let fctx = ForwardContext {
-            client_ip: self.ip.as_bytes(),
-            scheme: b"http",
-            upstream_authority: ctx.endpoint_authority(ep.id),
-        };
-        write_request_head(&cbuf, &head, &cfg.forward, &fctx, &mut out);
-        let mut body = BodyTracker::new(req.framing);
-        let avail = &cbuf[req.head_len..];
-        let mut consumed = req.head_len;
-        if avail.len() <= out.capacity() - out.len() {
-            match body.advance(avail) {
-                Ok(n) => {
-                    out.extend_from_slice(&avail[..n]);
-                    consumed += n;
-                }
-                Err(_) => {
-                    ctx.buffers.give(out);
-                    return self
-                        .answer_early(ctx, cfg, cbuf, &req, Status::BadRequest, started)
-                        .await;
-                }
-            }
-        }
-        cbuf.drain(..consumed);
         // Safe to send twice: idempotent, and the whole body (if any) is already in `out`.
         let retryable = req.method.is_idempotent() && body.is_done();
 
@@ -139,12 +152,8 @@ impl Client {
                 req.version,
             )
             .await;
-        let Forwarded {
-            mut up,
-            mut ubuf,
-            head: rhead,
-        } = match forwarded {
-            Ok(f) => f,
+        let (mut up, mut ubuf, rhead) = match forwarded {
+            Ok(Forwarded { up, ubuf, head }) => (up, ubuf, head),
             Err(fail) => {
                 ctx.buffers.give(out);
                 self.buf = Some(cbuf);
@@ -157,9 +166,11 @@ impl Client {
                 return if close { Next::Close } else { Next::KeepAlive };
             }
         };
-
-        let status = rhead.status;
-        if status == 101 && !req.upgrade {
+        // The response head is turned into facts and the client's head synchronously, and moved
+        // into that step, so its spans are not part of the connection's future.
+        let (facts, close, dechunk, valid_upgrade) =
+            respond_head(rhead, &req, &ubuf, ctx.drain.is_fired(), &mut out);
+        if !valid_upgrade {
             ctx.stats.upstream_errors.inc();
             ctx.buffers.give(ubuf);
             ctx.buffers.give(out);
@@ -168,23 +179,8 @@ impl Client {
             self.log(ctx, 502, sent, started, Some(ep.addr));
             return Next::Close;
         }
-        let rframing = rhead.framing(req.method);
-        let dechunk = req.version == Version::Http10 && rframing == BodyFraming::Chunked;
-        let close = !req.keep_alive
-            || rframing == BodyFraming::UntilClose
-            || dechunk
-            || ctx.drain.is_fired();
-        out.clear();
-        let plan = ResponsePlan {
-            close,
-            client_version: req.version,
-            dechunk,
-        };
-        write_response_head(&ubuf, &rhead, plan, &mut out);
-        let (rhead_len, upstream_close) = (rhead.head_len, rhead.close);
-
-        if status == 101 {
-            out.extend_from_slice(&ubuf[rhead_len..]);
+        if facts.status == 101 {
+            out.extend_from_slice(&ubuf[facts.head_len..]);
             ctx.buffers.give(ubuf);
             let (res, out) = self.io.write_all(out, cfg.timeouts.idle).await;
             let sent = out.len() as u64;
@@ -200,8 +196,8 @@ impl Client {
         }
 
         // The response head, plus the body bytes that arrived with it, in one write.
-        let mut rbody = BodyTracker::new(rframing);
-        let avail = &ubuf[rhead_len..];
+        let mut rbody = BodyTracker::new(facts.framing);
+        let avail = &ubuf[facts.head_len..];
         let taken = if dechunk {
             rbody.advance_decoding(avail, &mut out)
         } else if avail.len() <= out.capacity() - out.len() {
@@ -220,7 +216,7 @@ impl Client {
             self.log(ctx, 502, sent, started, Some(ep.addr));
             return Next::Close;
         };
-        ubuf.drain(..rhead_len + taken);
+        ubuf.drain(..facts.head_len + taken);
         let (res, o) = self.io.write_all(out, cfg.timeouts.idle).await;
         out = o;
         let mut sent = out.len() as u64;
@@ -252,19 +248,96 @@ impl Client {
                 }
             }
         }
-        if complete && !upstream_close && rframing != BodyFraming::UntilClose && ubuf.is_empty() {
+        if complete
+            && !facts.upstream_close
+            && facts.framing != BodyFraming::UntilClose
+            && ubuf.is_empty()
+        {
             ctx.upstreams.put(ep.id, up, Instant::now());
         }
         ctx.buffers.give(ubuf);
         ctx.buffers.give(out);
-        ctx.stats.count_response(status);
-        self.log(ctx, status, sent, started, Some(ep.addr));
+        ctx.stats.count_response(facts.status);
+        self.log(ctx, facts.status, sent, started, Some(ep.addr));
         self.buf = Some(cbuf);
         if close || !complete {
             Next::Close
         } else {
             Next::KeepAlive
         }
+    }
+
+    /// Routes the request, checks its limits, picks an endpoint and writes the upstream request
+    /// (head plus the body bytes already read, when they fit) into a pooled buffer. Consumes
+    /// what it forwards from `cbuf`.
+    fn prepare(
+        &mut self,
+        ctx: &WorkerCtx,
+        cfg: &Config,
+        head: &RequestHead,
+        cbuf: &mut Vec<u8>,
+    ) -> Decision {
+        if ctx.access_log.is_some() {
+            self.request_line.clear();
+            self.request_line
+                .extend_from_slice(head.method_span.of(cbuf));
+            self.request_line.push(b' ');
+            self.request_line.extend_from_slice(head.target.of(cbuf));
+            self.request_line.extend_from_slice(match head.version {
+                Version::Http10 => b" HTTP/1.0",
+                Version::Http11 => b" HTTP/1.1",
+            });
+        }
+        let req = Request::of(head);
+        let Some(cluster) = cfg.router.route(head.host_name(cbuf), head.path.of(cbuf)) else {
+            return Decision::Answer(req, Status::NotFound);
+        };
+        if let (BodyFraming::Length(n), Some(max)) = (req.framing, cfg.limits.max_body_bytes) {
+            if n > max {
+                return Decision::Answer(req, Status::PayloadTooLarge);
+            }
+        }
+        let pick = ctx
+            .balancers
+            .borrow_mut()
+            .get_mut(cluster)
+            .and_then(|b| b.pick());
+        let Some(ep) = pick.and_then(|i| cfg.clusters[cluster].endpoints.get(i)) else {
+            return Decision::Answer(req, Status::ServiceUnavailable);
+        };
+        let endpoint = pick.unwrap_or_default();
+        let mut out = ctx.buffers.take();
+        let fctx = ForwardContext {
+            client_ip: self.ip.as_bytes(),
+            scheme: b"http",
+            upstream_authority: ctx.endpoint_authority(ep.id),
+        };
+        write_request_head(cbuf, head, &cfg.forward, &fctx, &mut out);
+        let mut body = BodyTracker::new(req.framing);
+        let avail = &cbuf[req.head_len..];
+        let mut consumed = req.head_len;
+        if avail.len() <= out.capacity() - out.len() {
+            match body.advance(avail) {
+                Ok(n) => {
+                    out.extend_from_slice(&avail[..n]);
+                    consumed += n;
+                }
+                Err(_) => {
+                    ctx.buffers.give(out);
+                    return Decision::Answer(req, Status::BadRequest);
+                }
+            }
+        }
+        let expect_continue =
+            head.expect_continue && req.framing != BodyFraming::None && cbuf.len() == req.head_len;
+        cbuf.drain(..consumed);
+        Decision::Forward(Prepared {
+            req,
+            cluster_endpoint: (cluster, endpoint),
+            expect_continue,
+            out,
+            body,
+        })
     }
 
     /// Answers a request that never reached an upstream (no route, too large, no endpoint).

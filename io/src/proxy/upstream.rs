@@ -180,22 +180,25 @@ impl Client {
         let mut scanned = 0;
         loop {
             if find_head_end(ubuf, scanned).is_some() {
-                match parse_response(ubuf) {
-                    Ok(Some(head)) if head.is_interim() => {
-                        if head.status != 100 && client_version == Version::Http11 {
-                            let interim = ubuf[..head.head_len].to_vec();
-                            let (res, _) = self.io.write_all(interim, cfg.timeouts.idle).await;
-                            if res.is_err() {
-                                return Err(HeadError::Garbage);
-                            }
-                        }
-                        ubuf.drain(..head.head_len);
-                        scanned = 0;
-                        continue;
-                    }
+                // Only (status, length) of an interim response is kept across the write below,
+                // so no parsed head is part of this future.
+                let interim = match parse_response(ubuf) {
+                    Ok(Some(head)) if head.is_interim() => (head.status, head.head_len),
                     Ok(Some(head)) => return Ok(head),
-                    Ok(None) => {}
+                    Ok(None) => (0, 0),
                     Err(_) => return Err(HeadError::Garbage),
+                };
+                if let (status @ 101..=199, head_len) = interim {
+                    if status != 100 && client_version == Version::Http11 {
+                        let copy = ubuf[..head_len].to_vec();
+                        let (res, _) = self.io.write_all(copy, cfg.timeouts.idle).await;
+                        if res.is_err() {
+                            return Err(HeadError::Garbage);
+                        }
+                    }
+                    ubuf.drain(..head_len);
+                    scanned = 0;
+                    continue;
                 }
             }
             scanned = ubuf.len();
