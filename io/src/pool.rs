@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 const MAX_FREE_BUFFERS: usize = 1024;
 
 /// A pooled connection idle for longer than this is checked for a close by the upstream before
-/// reuse (one non-blocking peek). Under load connections come back within microseconds and skip
-/// the check; the retry-once rule covers the rare race.
+/// reuse (one non-blocking peek), even for a retryable request. Under load connections come back
+/// within microseconds and skip the check.
 const CHECK_AFTER_IDLE: Duration = Duration::from_millis(500);
 
 /// Fixed-size read buffers, recycled per worker.
@@ -75,7 +75,11 @@ impl UpstreamPool {
     }
 
     /// A live idle connection to endpoint `id`, if the pool has one.
-    pub(crate) fn take(&self, id: usize, now: Instant) -> Option<Timed> {
+    ///
+    /// With `must_be_fresh` (a request that cannot be retried) every candidate is checked for a
+    /// close by the upstream first; otherwise only those idle for a while are, and the caller's
+    /// retry-once rule covers the rare race.
+    pub(crate) fn take(&self, id: usize, now: Instant, must_be_fresh: bool) -> Option<Timed> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(id)?;
         while let Some(entry) = list.pop_back() {
@@ -83,7 +87,7 @@ impl UpstreamPool {
             if age >= self.settings.idle_timeout {
                 continue;
             }
-            if age >= CHECK_AFTER_IDLE && !still_open(&entry.conn.stream) {
+            if (must_be_fresh || age >= CHECK_AFTER_IDLE) && !still_open(&entry.conn.stream) {
                 continue;
             }
             return Some(entry.conn);

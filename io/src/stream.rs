@@ -9,7 +9,7 @@ use crate::shutdown::DrainEvent;
 use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{CancelableAsyncReadRent, CancelableAsyncWriteRent, Canceller};
 use monoio::net::TcpStream;
-use monoio::time::{Instant, Sleep};
+use monoio::time::Sleep;
 use std::io;
 use std::pin::Pin;
 use std::time::Duration;
@@ -27,9 +27,12 @@ pub(crate) enum Wake {
 
 /// A stream plus the canceller and the timer its timed operations use.
 ///
-/// The timer is allocated once per connection and re-armed for each operation, instead of a
-/// fresh `Sleep` (640 bytes in monoio) nested inside every operation's future: that keeps the
-/// per-connection future, which is what an idle keep-alive connection costs, small.
+/// The timer is allocated once per connection and replaced in place for each operation, instead
+/// of a fresh `Sleep` (640 bytes in monoio) nested inside every operation's future: that keeps
+/// the per-connection future, which is what an idle keep-alive connection costs, small. It is
+/// replaced (`Pin::set`), not `reset`: in monoio 0.2 a `reset` to an earlier deadline after
+/// `reset`s to later ones can leave the timer never firing (seen here: a 10 ms linger that
+/// waited until the peer closed).
 pub(crate) struct Timed {
     pub(crate) stream: TcpStream,
     canceller: Canceller,
@@ -65,7 +68,7 @@ impl Timed {
             canceller,
             timer,
         } = self;
-        timer.as_mut().reset(Instant::now() + timeout);
+        timer.set(monoio::time::sleep(timeout));
         let read = stream.cancelable_read(buf.slice_mut(len..cap), canceller.handle());
         let mut read = std::pin::pin!(read);
         let (res, slice) = monoio::select! {
@@ -96,7 +99,7 @@ impl Timed {
             canceller,
             timer,
         } = self;
-        timer.as_mut().reset(Instant::now() + timeout);
+        timer.set(monoio::time::sleep(timeout));
         let read = stream.cancelable_read(buf.slice_mut(len..cap), canceller.handle());
         let mut read = std::pin::pin!(read);
         let (res, slice) = monoio::select! {
@@ -133,7 +136,7 @@ impl Timed {
                 canceller,
                 timer,
             } = self;
-            timer.as_mut().reset(Instant::now() + timeout);
+            timer.set(monoio::time::sleep(timeout));
             let write = stream.cancelable_write(buf.slice(done..total), canceller.handle());
             let mut write = std::pin::pin!(write);
             let (res, slice) = monoio::select! {
@@ -160,7 +163,7 @@ impl Timed {
         if drain.is_fired() {
             return Wake::Drain;
         }
-        self.timer.as_mut().reset(Instant::now() + timeout);
+        self.timer.set(monoio::time::sleep(timeout));
         // A readiness poll holds no data, so dropping it on timeout loses nothing.
         monoio::select! {
             // An error shows up again on the read that follows, so it counts as readable.

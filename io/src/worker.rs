@@ -26,7 +26,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Smallest read buffer; bodies stream through buffers of this size.
-const MIN_BUFFER: usize = 32 * 1024;
+const MIN_BUFFER: usize = 16 * 1024;
 
 /// Everything one worker needs, built on the main thread.
 #[derive(Debug)]
@@ -181,6 +181,12 @@ impl WorkerCtx {
         }
     }
 
+    /// Records that a connection ended.
+    pub(crate) fn leave(&self) {
+        self.active.set(self.active.get() - 1);
+        self.stats.connections_active.dec();
+    }
+
     /// The `ip:port` text of endpoint `id`.
     pub(crate) fn endpoint_authority(&self, id: usize) -> &[u8] {
         self.authorities.get(id).map_or(&[], Vec::as_slice)
@@ -322,20 +328,10 @@ fn spawn_connection(ctx: &Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr) {
     }
     ctx.active.set(ctx.active.get() + 1);
     ctx.stats.connections_active.inc();
-    let guard = ActiveGuard(ctx.clone());
-    monoio::spawn(async move {
-        proxy::serve(&guard.0, stream, peer, id).await;
-        drop(guard);
-    });
-}
-
-/// Decrements the active-connection count however the connection task ends (including being
-/// dropped with the runtime).
-struct ActiveGuard(Rc<WorkerCtx>);
-
-impl Drop for ActiveGuard {
-    fn drop(&mut self) {
-        self.0.active.set(self.0.active.get() - 1);
-        self.0.stats.connections_active.dec();
-    }
+    monoio::spawn(proxy::serve(
+        proxy::ActiveGuard(ctx.clone()),
+        stream,
+        peer,
+        id,
+    ));
 }

@@ -59,11 +59,12 @@ impl BodyTracker {
         }
     }
 
-    /// Payload bytes seen so far in a chunked body (0 for other framings).
-    fn chunked_payload(&self) -> u64 {
-        match self {
-            BodyTracker::Chunked(d) => d.payload_len(),
-            _ => 0,
+    /// Whether a chunked body's payload so far exceeds `limit`. (A `Content-Length` body is
+    /// checked against the limit before anything is read.)
+    pub(crate) fn over_limit(&self, limit: Option<u64>) -> bool {
+        match (self, limit) {
+            (BodyTracker::Chunked(d), Some(max)) => d.payload_len() > max,
+            _ => false,
         }
     }
 
@@ -168,7 +169,7 @@ pub(crate) async fn pump(
                 body.advance_decoding(buf, out)?
             }
         };
-        if limit.is_some_and(|max| body.chunked_payload() > max) {
+        if body.over_limit(limit) {
             return Err(PumpError::TooLarge);
         }
         let res = match decoded.as_deref_mut() {

@@ -318,6 +318,10 @@ impl Client {
         let mut consumed = req.head_len;
         if avail.len() <= out.capacity() - out.len() {
             match body.advance(avail) {
+                Ok(_) if body.over_limit(cfg.limits.max_body_bytes) => {
+                    ctx.buffers.give(out);
+                    return Decision::Answer(req, Status::PayloadTooLarge);
+                }
                 Ok(n) => {
                     out.extend_from_slice(&avail[..n]);
                     consumed += n;

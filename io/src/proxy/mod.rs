@@ -11,7 +11,7 @@ mod exchange;
 mod tunnel;
 mod upstream;
 
-use crate::stream::Timed;
+use crate::stream::{Timed, Wake};
 use crate::worker::WorkerCtx;
 use monoio::net::TcpStream;
 use proxy_core::config::Config;
@@ -19,13 +19,14 @@ use proxy_core::http1::{find_head_end, parse_request, RequestHead};
 use proxy_core::Status;
 use std::io::{self, Write as _};
 use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// How long a connection that just finished an exchange keeps its read buffer while waiting for
 /// the next request. Under load the next request arrives within this window and is read with a
 /// single operation; past it, the buffer goes back to the pool and the connection waits for
 /// readiness holding nothing (so 10,000 idle connections pin no buffers).
-const LINGER: Duration = Duration::from_millis(100);
+const LINGER: Duration = Duration::from_millis(10);
 
 /// What to do after an exchange.
 pub(crate) enum Next {
@@ -49,11 +50,19 @@ pub(crate) struct Client {
     request_line: Vec<u8>,
 }
 
-/// Serves one client connection until it closes.
-pub(crate) async fn serve(ctx: &WorkerCtx, stream: TcpStream, peer: SocketAddr, id: u64) {
-    // The configuration snapshot is taken once per connection, not per request.
-    let cfg: &Config = &ctx.config;
-    let mut client = Client {
+/// Keeps a worker's active-connection count right however a connection's task ends
+/// (including being dropped with the runtime). It travels with the connection from task to task.
+pub(crate) struct ActiveGuard(pub(crate) Rc<WorkerCtx>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.leave();
+    }
+}
+
+/// Serves a new client connection: parks it until its first bytes arrive.
+pub(crate) async fn serve(guard: ActiveGuard, stream: TcpStream, peer: SocketAddr, id: u64) {
+    let client = Client {
         io: Timed::new(stream),
         buf: None,
         ip: IpText::new(peer.ip()),
@@ -62,9 +71,28 @@ pub(crate) async fn serve(ctx: &WorkerCtx, stream: TcpStream, peer: SocketAddr, 
         request_line: Vec::new(),
     };
     tracing::trace!(conn = id, %peer, "accepted");
+    park(guard, client, Duration::ZERO).await;
+}
+
+/// Serves requests on `client` until it closes, goes idle, or becomes a tunnel.
+///
+/// A connection idle for longer than [`LINGER`] is handed to a small parking task that waits
+/// for readiness and then spawns a fresh `run`. The exchange machinery (several kilobytes of
+/// future state) therefore exists only while a connection is busy; a parked connection costs
+/// about one kilobyte. A hot keep-alive connection never parks, so it never allocates a task.
+async fn run(guard: ActiveGuard, mut client: Client) {
+    let ctx = &*guard.0;
+    let cfg: &Config = &ctx.config;
     loop {
-        if client.buf.as_ref().is_none_or(Vec::is_empty) && !client.await_request(ctx, cfg).await {
-            break;
+        if client.buf.as_ref().is_none_or(Vec::is_empty) {
+            match client.linger(ctx, cfg).await {
+                Linger::Request => {}
+                Linger::Close => break,
+                Linger::Idle => {
+                    monoio::spawn(park(guard, client, LINGER));
+                    return;
+                }
+            }
         }
         match client.exchange(ctx, cfg).await {
             Next::KeepAlive => client.served += 1,
@@ -79,11 +107,45 @@ pub(crate) async fn serve(ctx: &WorkerCtx, stream: TcpStream, peer: SocketAddr, 
     if let Some(b) = client.buf.take() {
         ctx.buffers.give(b);
     }
-    tracing::trace!(conn = id, "closed");
+    tracing::trace!(conn = client.id, "closed");
+}
+
+/// Waits, holding no buffer, for a connection's next request (`waited` of its idle allowance
+/// is already used); then serves it in a new task. Closes the connection on the idle (or, before
+/// the first request, header) timeout, or when the worker drains. New connections start here,
+/// so a connection that never sends anything costs no read buffer and no exchange state.
+async fn park(guard: ActiveGuard, mut client: Client, waited: Duration) {
+    let ctx = &*guard.0;
+    let cfg: &Config = &ctx.config;
+    let wait = client.idle_limit(cfg).saturating_sub(waited);
+    if client.io.wait_readable(wait, &ctx.drain).await != Wake::Readable {
+        tracing::trace!(conn = client.id, "idle connection closed");
+        return;
+    }
+    let (res, buf) = client
+        .io
+        .read_append(ctx.buffers.take(), cfg.timeouts.header)
+        .await;
+    if matches!(res, Ok(n) if n > 0) {
+        client.buf = Some(buf);
+        monoio::spawn(run(guard, client));
+    } else {
+        ctx.buffers.give(buf);
+    }
+}
+
+/// How the wait for the next request ended.
+enum Linger {
+    /// Bytes of a request arrived.
+    Request,
+    /// Nothing yet: park the connection.
+    Idle,
+    /// The peer closed, the wait timed out, or the worker is draining.
+    Close,
 }
 
 /// Answers a connection over the worker's limit with 503 and closes it.
-pub(crate) async fn refuse(ctx: std::rc::Rc<WorkerCtx>, stream: TcpStream) {
+pub(crate) async fn refuse(ctx: Rc<WorkerCtx>, stream: TcpStream) {
     let mut io = Timed::new(stream);
     let (_res, _) = io
         .write_all(
@@ -103,45 +165,36 @@ enum HeadFail {
 }
 
 impl Client {
-    /// Waits for the first bytes of the next request. Returns false when the connection should
-    /// close instead (peer closed, idle timeout, or the worker is draining).
-    async fn await_request(&mut self, ctx: &WorkerCtx, cfg: &Config) -> bool {
-        let total = if self.served == 0 {
+    /// How long this connection may wait for its next request: the header timeout before the
+    /// first request, the idle timeout between requests.
+    fn idle_limit(&self, cfg: &Config) -> Duration {
+        if self.served == 0 {
             cfg.timeouts.header
         } else {
             cfg.timeouts.idle
-        };
+        }
+    }
+
+    /// Waits up to [`LINGER`] for the next request, holding a read buffer so that a request
+    /// arriving soon (the common case under load) costs a single read.
+    async fn linger(&mut self, ctx: &WorkerCtx, cfg: &Config) -> Linger {
+        let total = self.idle_limit(cfg);
         let linger = total.min(LINGER);
         let buf = self.buf.take().unwrap_or_else(|| ctx.buffers.take());
         let (res, buf) = self.io.read_append_or_drain(buf, linger, &ctx.drain).await;
         match res {
             Ok(n) if n > 0 => {
                 self.buf = Some(buf);
-                return true;
+                Linger::Request
             }
             Err(e) if e.kind() == io::ErrorKind::TimedOut && total > linger => {
-                ctx.buffers.give(buf)
+                ctx.buffers.give(buf);
+                Linger::Idle
             }
             _ => {
                 ctx.buffers.give(buf);
-                return false;
+                Linger::Close
             }
-        }
-        match self.io.wait_readable(total - linger, &ctx.drain).await {
-            crate::stream::Wake::Readable => {
-                let (res, buf) = self
-                    .io
-                    .read_append(ctx.buffers.take(), cfg.timeouts.header)
-                    .await;
-                if matches!(res, Ok(n) if n > 0) {
-                    self.buf = Some(buf);
-                    true
-                } else {
-                    ctx.buffers.give(buf);
-                    false
-                }
-            }
-            crate::stream::Wake::Timeout | crate::stream::Wake::Drain => false,
         }
     }
 

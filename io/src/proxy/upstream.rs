@@ -58,7 +58,7 @@ impl Client {
         let stats = &ctx.stats;
         let mut retried = false;
         loop {
-            let (mut up, reused) = match ctx.upstreams.take(ep.id, Instant::now()) {
+            let (mut up, reused) = match ctx.upstreams.take(ep.id, Instant::now(), !retryable) {
                 Some(c) => {
                     stats.upstream_reuses.inc();
                     (c, true)

@@ -219,9 +219,9 @@ impl Config {
             via: (!via.is_empty()).then_some(via),
             preserve_host: p.preserve_host.unwrap_or(true),
         };
-        let pool_size = p.upstream_pool_size.unwrap_or(64);
-        if pool_size > 4096 {
-            return err("proxy.upstream_pool_size", "must be at most 4096");
+        let pool_size = p.upstream_pool_size.unwrap_or(1024);
+        if pool_size > 65536 {
+            return err("proxy.upstream_pool_size", "must be at most 65536");
         }
         let pool = PoolSettings {
             size: pool_size,

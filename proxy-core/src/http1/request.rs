@@ -102,7 +102,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, ParseError> {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(ParseError::TooManyHeaders),
-        Err(httparse::Error::Version) => return Err(ParseError::Version),
+        Err(httparse::Error::Version) => return Err(version_error(buf)),
         Err(_) => return Err(ParseError::Malformed),
     };
     let (Some(method_str), Some(target_str), Some(minor)) = (req.method, req.path, req.version)
@@ -192,6 +192,24 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, ParseError> {
     };
     head.upgrade = framing.upgrade && has_upgrade_field && version == Version::Http11;
     Ok(Some(head))
+}
+
+/// httparse reports any unreadable version as a version error; only a request line that really
+/// names another HTTP version (`HTTP/2.0`) gets 505, anything else is plain garbage (400).
+fn version_error(buf: &[u8]) -> ParseError {
+    let line = buf.split(|&b| b == b'\n').next().unwrap_or(buf);
+    let Some(version) = line.trim_ascii_end().rsplit(|&b| b == b' ').next() else {
+        return ParseError::Malformed;
+    };
+    match version {
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            ParseError::Version
+        }
+        [b'H', b'T', b'T', b'P', b'/', major] if major.is_ascii_digit() => ParseError::Version,
+        _ => ParseError::Malformed,
+    }
 }
 
 /// Splits a request target into (authority, path-and-query) spans.

@@ -62,6 +62,8 @@ fn smuggling_shapes_are_refused() {
         ("GET / HTTP/1.1\r\nHost : a\r\n\r\n", ParseError::Malformed),
         ("GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n", ParseError::Malformed),
         ("GET / HTTP/2.0\r\nHost: a\r\n\r\n", ParseError::Version),
+        ("GET / HTTP/3\r\nHost: a\r\n\r\n", ParseError::Version),
+        ("NOT HTTP AT ALL\r\n\r\n", ParseError::Malformed),
         ("CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", ParseError::MethodNotAllowed),
         ("GET nothing HTTP/1.1\r\nHost: a\r\n\r\n", ParseError::Malformed),
         ("GET / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n\r\n", ParseError::Expectation),
