@@ -28,7 +28,12 @@ else
   run() { cargo test --no-fail-fast "$@"; }
 fi
 
+status=0
 echo "test.sh: whole workspace, io_uring"
-RINGWAY_TEST_IO_DRIVER=uring run --workspace
+RINGWAY_TEST_IO_DRIVER=uring run --workspace || status=1
 echo "test.sh: end-to-end suite again on epoll"
-RINGWAY_TEST_IO_DRIVER=epoll run -p ringway
+RINGWAY_TEST_IO_DRIVER=epoll run -p ringway || status=1
+if [ "$status" -ne 0 ]; then
+  echo "test.sh: FAILED (see above)"
+fi
+exit "$status"

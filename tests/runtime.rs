@@ -96,6 +96,14 @@ fn cpu_list_pins_workers_in_order() {
 fn connections_over_the_worker_limit_get_503() {
     let up = Upstream::start("a");
     let proxy = one_worker(up.addr, &["--max-connections", "1"]);
+    // The start-up probe's connection must be gone before the limit of one is tested.
+    let idle = |m: &std::collections::HashMap<String, f64>| {
+        m.get("ringway_connections_active{worker=\"all\"}") == Some(&0.0)
+    };
+    assert!(
+        idle(&proxy.metrics_when(Duration::from_secs(5), idle)),
+        "probe connection closed"
+    );
     let mut first = Client::connect(proxy.addr);
     let r = first.request("GET /name HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(r.status, 200, "{}", r.summary());
@@ -105,8 +113,12 @@ fn connections_over_the_worker_limit_get_503() {
     let r = second.read_response().expect("a 503, not a hang");
     assert_eq!(r.status, 503, "{}", r.summary());
     assert!(r.says_close());
-    let m = proxy.metric("ringway_connections_refused_total{worker=\"all\"}");
-    assert_eq!(m, 1.0);
+    let refused = |m: &std::collections::HashMap<String, f64>| {
+        m.get("ringway_connections_refused_total{worker=\"all\"}") == Some(&1.0)
+    };
+    assert!(refused(
+        &proxy.metrics_when(Duration::from_secs(5), refused)
+    ));
     drop(first);
 }
 

@@ -148,3 +148,49 @@ fn chunked_bodies_decode_the_same_at_every_pair_of_splits() {
         }
     }
 }
+
+/// A small deterministic generator, so the robustness test needs no dependency and every run
+/// sees the same inputs.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn arbitrary_bytes_never_panic_the_parsers() {
+    // Mutations of valid messages reach deeper states than uniform noise does.
+    let seeds: Vec<&[u8]> = REQUESTS.iter().map(|r| r.as_bytes()).collect();
+    let alphabet = b"\r\n :;,0123456789abcdefABCDEF/HTTP.\t\x00\xff-chunked";
+    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+    for _ in 0..20_000 {
+        let mut input = seeds[(rng.next() % seeds.len() as u64) as usize].to_vec();
+        for _ in 0..(rng.next() % 8) {
+            let at = (rng.next() % (input.len() as u64 + 1)) as usize;
+            let byte = alphabet[(rng.next() % alphabet.len() as u64) as usize];
+            match rng.next() % 3 {
+                0 if at < input.len() => input[at] = byte,
+                1 if at < input.len() => {
+                    input.remove(at);
+                }
+                _ => input.insert(at, byte),
+            }
+        }
+        let _ = outcome(&input);
+        let _ = parse_response(&input);
+        let _ = find_head_end(&input, (rng.next() % (input.len() as u64 + 1)) as usize);
+        let mut d = ChunkedDecoder::new();
+        let mut rest = &input[..];
+        while let Ok(r) = d.decode(rest) {
+            if r.consumed == 0 || r.done {
+                break;
+            }
+            rest = &rest[r.consumed..];
+        }
+    }
+}
