@@ -96,9 +96,11 @@ fn cpu_list_pins_workers_in_order() {
 fn connections_over_the_worker_limit_get_503() {
     let up = Upstream::start("a");
     let proxy = one_worker(up.addr, &["--max-connections", "1"]);
-    // The start-up probe's connection must be gone before the limit of one is tested.
+    // The start-up probe's connection must have been accepted and closed before the limit of
+    // one is tested.
     let idle = |m: &std::collections::HashMap<String, f64>| {
-        m.get("ringway_connections_active{worker=\"all\"}") == Some(&0.0)
+        m.get("ringway_connections_accepted_total{worker=\"all\"}") >= Some(&1.0)
+            && m.get("ringway_connections_active{worker=\"all\"}") == Some(&0.0)
     };
     assert!(
         idle(&proxy.metrics_when(Duration::from_secs(5), idle)),
