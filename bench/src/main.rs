@@ -2,12 +2,17 @@
 //! proxies to. One monoio runtime on one core (io_uring, or epoll where unavailable), keep-alive,
 //! pipelining-safe. `GET /0`, `/1k`, `/64k` and `/1m` answer bodies of that size (any other path:
 //! 0 bytes); request bodies with Content-Length are read and discarded, so uploads work too.
+//! `GET /__stats` answers `accepted=N requests=N missing_forwarding=N`: connections accepted,
+//! requests served, and requests that arrived without `X-Forwarded-For` or `X-Forwarded-Proto`
+//! (the harness uses these to count upstream connections and to check that every proxy adds
+//! the same forwarding fields).
 //!
 //! Usage: `ringway-bench-backend [ADDR]` (default 127.0.0.1:9000).
 
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::{TcpListener, TcpStream};
 use proxy_core::http1::{parse_request, BodyFraming};
+use std::cell::Cell;
 use std::rc::Rc;
 
 #[global_allocator]
@@ -33,18 +38,44 @@ fn main() {
                 driver.name()
             );
             let responses = Rc::new(Responses::new());
+            let stats = Rc::new(Stats::default());
             loop {
                 let Ok((conn, _)) = listener.accept().await else {
                     continue;
                 };
                 let _ = conn.set_nodelay(true);
-                monoio::spawn(serve(conn, responses.clone()));
+                stats.accepted.set(stats.accepted.get() + 1);
+                monoio::spawn(serve(conn, responses.clone(), stats.clone()));
             }
         },
     );
     if let Err(e) = run {
         eprintln!("ringway-bench-backend: {e}");
         std::process::exit(1);
+    }
+}
+
+/// What the backend has seen.
+#[derive(Default)]
+struct Stats {
+    accepted: Cell<u64>,
+    requests: Cell<u64>,
+    missing_forwarding: Cell<u64>,
+}
+
+impl Stats {
+    fn response(&self) -> Vec<u8> {
+        let body = format!(
+            "accepted={} requests={} missing_forwarding={}\n",
+            self.accepted.get(),
+            self.requests.get(),
+            self.missing_forwarding.get()
+        );
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
     }
 }
 
@@ -80,7 +111,7 @@ impl Responses {
     }
 }
 
-async fn serve(mut conn: TcpStream, responses: Rc<Responses>) {
+async fn serve(mut conn: TcpStream, responses: Rc<Responses>, stats: Rc<Stats>) {
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut skip: u64 = 0;
     loop {
@@ -91,6 +122,23 @@ async fn serve(mut conn: TcpStream, responses: Rc<Responses>) {
         if skip == 0 {
             match parse_request(&buf) {
                 Ok(Some(head)) => {
+                    if head.path.of(&buf) == b"/__stats" {
+                        let close = !head.keep_alive;
+                        buf.drain(..head.head_len);
+                        let (res, _) = conn.write_all(stats.response()).await;
+                        if res.is_err() || close {
+                            return;
+                        }
+                        continue;
+                    }
+                    stats.requests.set(stats.requests.get() + 1);
+                    if head.headers.find(&buf, b"x-forwarded-for").is_none()
+                        || head.headers.find(&buf, b"x-forwarded-proto").is_none()
+                    {
+                        stats
+                            .missing_forwarding
+                            .set(stats.missing_forwarding.get() + 1);
+                    }
                     let response = responses.for_path(head.path.of(&buf));
                     skip = match head.framing {
                         BodyFraming::Length(n) => n,

@@ -1,0 +1,238 @@
+//! The contenders: how each proxy is configured and started, pinned to the proxy CPU set, in
+//! front of the shared backend. Every proxy runs one worker, logs off, upstream keep-alive on,
+//! and adds the same forwarding fields (X-Forwarded-For, X-Forwarded-Proto, Via), so none wins
+//! by doing less.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Who is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Client straight to the backend: the floor.
+    Direct,
+    /// Ringway, one worker.
+    Ringway,
+    /// nginx, one worker process.
+    Nginx,
+    /// HAProxy, one thread.
+    Haproxy,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::Direct, Kind::Ringway, Kind::Nginx, Kind::Haproxy];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Direct => "direct",
+            Kind::Ringway => "ringway",
+            Kind::Nginx => "nginx",
+            Kind::Haproxy => "haproxy",
+        }
+    }
+
+    pub fn port(self, base: u16) -> u16 {
+        base + self as u16
+    }
+}
+
+/// A running contender (nothing to run for `Direct`).
+pub struct Running {
+    pub kind: Kind,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Running {
+    /// PIDs whose CPU and memory count for this contender (all of nginx's processes).
+    pub fn pids(&self) -> Vec<u32> {
+        let Some(child) = &self.child else {
+            return Vec::new();
+        };
+        let root = child.id();
+        let mut pids = vec![root];
+        // nginx forks its workers; they are children of the master.
+        if let Ok(children) = std::fs::read_to_string(format!("/proc/{root}/task/{root}/children"))
+        {
+            pids.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+        pids
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            // SIGTERM, then SIGKILL if it lingers: nginx's workers exit with the master.
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Paths and CPU placement shared by every contender.
+pub struct Setup {
+    pub workdir: PathBuf,
+    pub ringway: PathBuf,
+    pub backend_port: u16,
+    pub base_port: u16,
+    pub proxy_cpus: String,
+}
+
+impl Setup {
+    /// Starts `kind` and waits until its port accepts connections.
+    pub fn start(&self, kind: Kind) -> Result<Running, String> {
+        let port = kind.port(self.base_port);
+        let child = match kind {
+            Kind::Direct => None,
+            Kind::Ringway => Some(
+                self.spawn(
+                    Command::new(&self.ringway)
+                        .args(["--listen", &format!("127.0.0.1:{port}")])
+                        .args(["--upstream", &format!("127.0.0.1:{}", self.backend_port)])
+                        .args([
+                            "--workers",
+                            "1",
+                            "--log-level",
+                            "error",
+                            "--max-connections",
+                            "40000",
+                        ]),
+                )?,
+            ),
+            Kind::Nginx => {
+                let conf = self.write(
+                    "nginx.conf",
+                    &nginx_conf(port, self.backend_port, &self.workdir),
+                )?;
+                Some(self.spawn(Command::new("nginx").arg("-c").arg(conf))?)
+            }
+            Kind::Haproxy => {
+                let conf = self.write("haproxy.cfg", &haproxy_conf(port, self.backend_port))?;
+                Some(self.spawn(Command::new("haproxy").arg("-db").arg("-f").arg(conf))?)
+            }
+        };
+        let running = Running {
+            kind,
+            port: if kind == Kind::Direct {
+                self.backend_port
+            } else {
+                port
+            },
+            child,
+        };
+        wait_for_port(running.port, Duration::from_secs(10))
+            .map_err(|e| format!("{} did not start: {e}", kind.name()))?;
+        Ok(running)
+    }
+
+    fn spawn(&self, cmd: &mut Command) -> Result<Child, String> {
+        let program = cmd.get_program().to_owned();
+        let mut pinned = Command::new("taskset");
+        pinned
+            .args(["-c", &self.proxy_cpus])
+            .arg(&program)
+            .args(cmd.get_args());
+        pinned
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", program.to_string_lossy()))
+    }
+
+    fn write(&self, name: &str, text: &str) -> Result<PathBuf, String> {
+        let path = self.workdir.join(name);
+        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok(path)
+    }
+}
+
+/// Waits until something accepts connections on 127.0.0.1:`port`.
+pub fn wait_for_port(port: u16, limit: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + limit;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            return Err(format!("nothing listens on port {port} after {limit:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+fn nginx_conf(port: u16, backend: u16, dir: &Path) -> String {
+    let dir = dir.display();
+    format!(
+        r#"# Written by ringway-bench-harness: one worker, upstream keep-alive, logs off.
+worker_processes 1;
+worker_rlimit_nofile 20000;
+pid {dir}/nginx.pid;
+error_log {dir}/nginx-error.log error;
+daemon off;
+events {{ worker_connections 19000; multi_accept on; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 75s;
+  client_body_temp_path {dir}/nginx-body;
+  proxy_temp_path {dir}/nginx-proxy;
+  upstream backend {{ server 127.0.0.1:{backend}; keepalive 1024; keepalive_requests 1000000; }}
+  server {{
+    listen 127.0.0.1:{port} reuseport;
+    client_max_body_size 0;
+    location / {{
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header Via "1.1 nginx";
+      # Stream bodies both ways with bounded memory, as Ringway does.
+      proxy_request_buffering off;
+      proxy_max_temp_file_size 0;
+    }}
+  }}
+}}
+"#
+    )
+}
+
+fn haproxy_conf(port: u16, backend: u16) -> String {
+    format!(
+        r#"# Written by ringway-bench-harness: one thread, connection reuse, logs off.
+global
+  nbthread 1
+  maxconn 9000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 75s
+  timeout server 75s
+  timeout http-keep-alive 75s
+  option http-keep-alive
+  http-reuse always
+frontend bench
+  bind 127.0.0.1:{port}
+  option forwardfor
+  http-request set-header X-Forwarded-Proto http
+  http-request add-header Via "1.1 haproxy"
+  default_backend backend
+backend backend
+  server b1 127.0.0.1:{backend}
+"#
+    )
+}

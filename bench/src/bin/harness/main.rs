@@ -1,0 +1,536 @@
+//! `ringway-bench-harness`: measures Ringway, nginx and HAProxy in one run, on one machine,
+//! with the same backend and the same client, and publishes Markdown tables and SVG charts.
+//!
+//! For each scenario every contender is started fresh, pinned to the proxy CPU set, while the
+//! client (wrk, or `ringway-bench-rate` for fixed-rate latency) and the backend share the other
+//! CPUs. Rounds are interleaved (direct, ringway, nginx, haproxy, direct, …) and medians
+//! reported. CPU per request is the contender's user+sys time over the measured window (all its
+//! threads and processes, from /proc schedstat) divided by the requests served. A run with
+//! errors, non-2xx answers, wrong body sizes or missing forwarding fields is marked invalid.
+//! Run it through `scripts/bench.sh`, which installs the tools and builds everything first.
+
+mod contenders;
+mod measure;
+mod report;
+
+use contenders::{Kind, Setup};
+use measure::Load;
+use report::{Row, Run};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const BACKEND_PORT: u16 = 19000;
+const BASE_PORT: u16 = 19001;
+
+/// What a scenario drives.
+#[derive(Debug, Clone)]
+enum Drive {
+    Wrk(Load),
+    FixedRate,
+    Idle,
+}
+
+#[derive(Debug, Clone)]
+struct Scenario {
+    name: &'static str,
+    title: &'static str,
+    drive: Drive,
+    /// Expected response body size, for verification.
+    body: usize,
+}
+
+fn scenarios() -> Vec<Scenario> {
+    let wrk = |connections, path, close, post_bytes| {
+        Drive::Wrk(Load {
+            connections,
+            path,
+            close,
+            post_bytes,
+        })
+    };
+    vec![
+        Scenario {
+            name: "ka-c1",
+            title: "Keep-alive, 1 KiB responses, 1 connection",
+            drive: wrk(1, "/1k", false, 0),
+            body: 1024,
+        },
+        Scenario {
+            name: "ka-c64",
+            title: "Keep-alive, 1 KiB responses, 64 connections",
+            drive: wrk(64, "/1k", false, 0),
+            body: 1024,
+        },
+        Scenario {
+            name: "ka-c256",
+            title: "Keep-alive, 1 KiB responses, 256 connections",
+            drive: wrk(256, "/1k", false, 0),
+            body: 1024,
+        },
+        Scenario {
+            name: "new-conn",
+            title: "A new connection per request, 1 KiB responses, 64 clients",
+            drive: wrk(64, "/1k", true, 0),
+            body: 1024,
+        },
+        Scenario {
+            name: "resp-64k",
+            title: "Keep-alive, 64 KiB responses, 64 connections",
+            drive: wrk(64, "/64k", false, 0),
+            body: 64 << 10,
+        },
+        Scenario {
+            name: "resp-1m",
+            title: "Keep-alive, 1 MiB responses, 16 connections",
+            drive: wrk(16, "/1m", false, 0),
+            body: 1 << 20,
+        },
+        Scenario {
+            name: "post-1m",
+            title: "1 MiB POST uploads, 16 connections",
+            drive: wrk(16, "/0", false, 1 << 20),
+            body: 0,
+        },
+        Scenario {
+            name: "fixed-rate",
+            title: "Fixed rate at 50% of nginx's maximum, 1 KiB responses, 64 connections",
+            drive: Drive::FixedRate,
+            body: 1024,
+        },
+        Scenario {
+            name: "idle-10k",
+            title: "Idle keep-alive connections",
+            drive: Drive::Idle,
+            body: 0,
+        },
+    ]
+}
+
+struct Options {
+    quick: bool,
+    rounds: usize,
+    duration: Duration,
+    warmup: Duration,
+    only: Option<Vec<String>>,
+    out: PathBuf,
+    idle: usize,
+    proxy_cpus: String,
+    client_cpus: String,
+    target: PathBuf,
+}
+
+fn options() -> Result<Options, String> {
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut o = Options {
+        quick: false,
+        rounds: 3,
+        duration: Duration::from_secs(10),
+        warmup: Duration::from_secs(2),
+        only: None,
+        out: PathBuf::from("bench/results"),
+        idle: 10_000,
+        proxy_cpus: "1".into(),
+        client_cpus: if cpus > 2 {
+            format!("0,2-{}", cpus - 1)
+        } else {
+            "0".into()
+        },
+        target: PathBuf::from("target/release"),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
+        match a.as_str() {
+            "--quick" => {
+                o.quick = true;
+                o.duration = Duration::from_secs(1);
+                o.warmup = Duration::from_millis(500);
+                o.idle = 2_000;
+            }
+            "--rounds" => {
+                o.rounds = value("--rounds")?
+                    .parse()
+                    .map_err(|_| "--rounds: not a number")?
+            }
+            "--duration" => {
+                o.duration = Duration::from_secs(
+                    value("--duration")?
+                        .parse()
+                        .map_err(|_| "--duration: seconds")?,
+                )
+            }
+            "--only" => o.only = Some(value("--only")?.split(',').map(str::to_owned).collect()),
+            "--out" => o.out = value("--out")?.into(),
+            "--idle" => {
+                o.idle = value("--idle")?
+                    .parse()
+                    .map_err(|_| "--idle: not a number")?
+            }
+            "--proxy-cpus" => o.proxy_cpus = value("--proxy-cpus")?,
+            "--client-cpus" => o.client_cpus = value("--client-cpus")?,
+            "--target" => o.target = value("--target")?.into(),
+            "-h" | "--help" => {
+                println!(
+                    "usage: ringway-bench-harness [--quick] [--rounds N] [--duration SECS] [--only a,b] \
+                     [--out DIR] [--idle N] [--proxy-cpus LIST] [--client-cpus LIST] [--target DIR]\n\
+                     scenarios: {}",
+                    scenarios().iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
+                );
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other} (try --help)")),
+        }
+    }
+    Ok(o)
+}
+
+fn main() {
+    let opts = match options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("ringway-bench-harness: {e}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(&opts) {
+        eprintln!("ringway-bench-harness: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn command_line(cmd: &str, args: &[&str]) -> String {
+    std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| {
+            let text = [o.stdout, o.stderr].concat();
+            String::from_utf8_lossy(&text)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_owned()
+        })
+        .unwrap_or_default()
+}
+
+fn run(o: &Options) -> Result<(), String> {
+    let workdir = std::env::temp_dir().join(format!("ringway-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&workdir).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&o.out)
+        .map_err(|e| format!("cannot create {}: {e}", o.out.display()))?;
+    let setup = Setup {
+        workdir: workdir.clone(),
+        ringway: o.target.join("ringway"),
+        backend_port: BACKEND_PORT,
+        base_port: BASE_PORT,
+        proxy_cpus: o.proxy_cpus.clone(),
+    };
+    let date = command_line("date", &["-u", "+%Y-%m-%d"]);
+    let machine = format!(
+        "{} CPUs ({}), Linux {}; {}; {}; {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        command_line(
+            "sh",
+            &["-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"]
+        ),
+        command_line("uname", &["-r"]),
+        command_line("nginx", &["-v"]),
+        command_line("haproxy", &["-v"])
+            .split(" - ")
+            .next()
+            .unwrap_or("")
+            .to_owned(),
+        command_line(setup.ringway.to_str().unwrap_or("ringway"), &["--version"]),
+    );
+    let placement = format!(
+        "placement: proxies on CPU {}, client and backend on CPU {}",
+        o.proxy_cpus, o.client_cpus
+    );
+    eprintln!("{machine}\n{placement}");
+
+    let mut backend = std::process::Command::new("taskset")
+        .args(["-c", &o.client_cpus])
+        .arg(o.target.join("ringway-bench-backend"))
+        .arg(format!("127.0.0.1:{BACKEND_PORT}"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start the backend: {e}"))?;
+    contenders::wait_for_port(BACKEND_PORT, Duration::from_secs(10))?;
+    let result = run_scenarios(o, &setup, &date, &machine, &placement);
+    let _ = backend.kill();
+    let _ = backend.wait();
+    let _ = std::fs::remove_dir_all(&workdir);
+    result
+}
+
+fn run_scenarios(
+    o: &Options,
+    setup: &Setup,
+    date: &str,
+    machine: &str,
+    placement: &str,
+) -> Result<(), String> {
+    let chosen: Vec<Scenario> = scenarios()
+        .into_iter()
+        .filter(|s| {
+            o.only
+                .as_ref()
+                .is_none_or(|only| only.iter().any(|n| n == s.name))
+        })
+        .collect();
+    let total = chosen.len();
+    let mut nginx_max = f64::NAN;
+    let mut summary = String::new();
+    for (i, sc) in chosen.iter().enumerate() {
+        eprintln!("[{}/{total}] {}: {}", i + 1, sc.name, sc.title);
+        let (rows, how) = match &sc.drive {
+            Drive::Wrk(load) => {
+                let rows = wrk_scenario(o, setup, sc, load)?;
+                if sc.name == "ka-c64" {
+                    nginx_max = rows
+                        .iter()
+                        .find(|(k, _)| *k == Kind::Nginx)
+                        .map_or(f64::NAN, |(_, r)| r.med(|x| x.rps));
+                }
+                let how = format!(
+                    "`wrk -t1 -c{}{}{}` on `{}`, {} interleaved rounds of {} s, medians.",
+                    load.connections,
+                    if load.close {
+                        " -H 'Connection: close'"
+                    } else {
+                        ""
+                    },
+                    if load.post_bytes > 0 {
+                        " (POST, 1 MiB body)"
+                    } else {
+                        ""
+                    },
+                    load.path,
+                    o.rounds,
+                    o.duration.as_secs()
+                );
+                (rows, how)
+            }
+            Drive::FixedRate => {
+                if nginx_max.is_nan() {
+                    nginx_max = measure_nginx_max(o, setup)?;
+                }
+                let rate = (nginx_max * 0.5) as u64;
+                let rows = fixed_rate_scenario(o, setup, rate)?;
+                let how = format!(
+                    "`ringway-bench-rate` at {rate} req/s (50% of nginx's keep-alive maximum, {nginx_max:.0} req/s), 64 connections, latency from each request's scheduled send time (corrected for coordinated omission), {} rounds of {} s, medians.",
+                    o.rounds,
+                    o.duration.as_secs()
+                );
+                (rows, how)
+            }
+            Drive::Idle => {
+                let rows = idle_scenario(o, setup)?;
+                let how = format!(
+                    "{} keep-alive connections each make one request (200 at a time), then sit idle for 2 s; the contender's resident memory (all processes) is read then.",
+                    o.idle
+                );
+                (rows, how)
+            }
+        };
+        let title = format!("{} — {}", sc.name, sc.title);
+        let section = report::markdown(&title, &how, &rows, matches!(sc.drive, Drive::FixedRate));
+        println!("{section}");
+        let file = o.out.join(format!("{date}-{}.md", sc.name));
+        let page = format!(
+            "# Ringway benchmark: {}\n\n{machine}\n\n{placement}\n\n{section}\n",
+            sc.name
+        );
+        std::fs::write(&file, page).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+        if !matches!(sc.drive, Drive::Idle) {
+            let svg = o.out.join(format!("{date}-{}.svg", sc.name));
+            report::chart(&svg, &title, &rows)?;
+        }
+        summary.push_str(&section);
+        summary.push('\n');
+    }
+    let file = o.out.join(format!("{date}-summary.md"));
+    std::fs::write(
+        &file,
+        format!("# Ringway benchmarks, {date}\n\n{machine}\n\n{placement}\n\n{summary}"),
+    )
+    .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    eprintln!("results written to {}", o.out.display());
+    Ok(())
+}
+
+/// Runs one measured window on `running` with `drive`, returning the run's numbers.
+fn measured<F>(running: &contenders::Running, body: usize, drive: F) -> Result<Run, String>
+where
+    F: FnOnce() -> Result<(u64, Run, u64), String>,
+{
+    let pids = running.pids();
+    let before = measure::backend_stats(BACKEND_PORT)?;
+    let cpu0 = measure::cpu_ns(&pids);
+    let t0 = Instant::now();
+    let (requests, mut run, bytes) = drive()?;
+    let wall = t0.elapsed();
+    let cpu = measure::cpu_ns(&pids) - cpu0;
+    let after = measure::backend_stats(BACKEND_PORT)?;
+    run.upstream_conns = after.accepted - before.accepted;
+    let served = after.requests - before.requests;
+    if served < requests {
+        run.problems.push(format!(
+            "the backend served {served} requests but the client counted {requests} answers"
+        ));
+    }
+    if running.kind != Kind::Direct {
+        run.cpu_us = cpu as f64 / 1000.0 / requests.max(1) as f64;
+        run.util = cpu as f64 / wall.as_nanos() as f64;
+        let missing = after.missing_forwarding - before.missing_forwarding;
+        if missing > 0 {
+            run.problems.push(format!(
+                "{missing} requests reached the backend without forwarding fields"
+            ));
+        }
+    } else {
+        run.cpu_us = f64::NAN;
+        run.util = f64::NAN;
+    }
+    if run.errors > 0 {
+        run.problems
+            .push(format!("{} errors or non-2xx responses", run.errors));
+    }
+    let per = bytes as f64 / requests.max(1) as f64;
+    if requests > 0 && (per < body as f64 || per > body as f64 + 2048.0) {
+        run.problems.push(format!(
+            "{per:.0} bytes per response, expected a {body}-byte body plus a head"
+        ));
+    }
+    Ok(run)
+}
+
+fn verify_body(running: &contenders::Running, path: &str, body: usize) -> Result<(), String> {
+    let got = measure::fetch_body(running.port, path)?;
+    let want: Vec<u8> = (0..body)
+        .map(|i| b"abcdefghijklmnopqrstuvwxyz012345"[i % 32])
+        .collect();
+    if got != want {
+        return Err(format!(
+            "{} returned a wrong body for {path} ({} bytes)",
+            running.kind.name(),
+            got.len()
+        ));
+    }
+    Ok(())
+}
+
+fn start_all(setup: &Setup) -> Result<Vec<contenders::Running>, String> {
+    Kind::ALL.iter().map(|k| setup.start(*k)).collect()
+}
+
+fn wrk_scenario(
+    o: &Options,
+    setup: &Setup,
+    sc: &Scenario,
+    load: &Load,
+) -> Result<Vec<(Kind, Row)>, String> {
+    let running = start_all(setup)?;
+    let mut rows: Vec<(Kind, Row)> = Kind::ALL.iter().map(|k| (*k, Row::default())).collect();
+    for r in &running {
+        if load.post_bytes == 0 {
+            verify_body(r, load.path, sc.body)?;
+        }
+        measure::wrk(&o.client_cpus, r.port, load, o.warmup, &setup.workdir)?;
+    }
+    for round in 0..o.rounds {
+        for (i, r) in running.iter().enumerate() {
+            eprintln!("  round {}/{}: {}", round + 1, o.rounds, r.kind.name());
+            let run = measured(r, sc.body, || {
+                let w = measure::wrk(&o.client_cpus, r.port, load, o.duration, &setup.workdir)?;
+                let run = Run {
+                    rps: w.rps,
+                    p50_us: w.p50_us,
+                    p99_us: w.p99_us,
+                    p999_us: f64::NAN,
+                    errors: w.errors + w.non2xx,
+                    ..Run::default()
+                };
+                Ok((w.requests, run, w.bytes))
+            })?;
+            rows[i].1.runs.push(run);
+        }
+    }
+    for (i, r) in running.iter().enumerate() {
+        rows[i].1.peak_rss_kib = measure::status_kib(&r.pids(), "VmHWM:");
+    }
+    Ok(rows)
+}
+
+fn measure_nginx_max(o: &Options, setup: &Setup) -> Result<f64, String> {
+    let nginx = setup.start(Kind::Nginx)?;
+    let load = Load {
+        connections: 64,
+        path: "/1k",
+        close: false,
+        post_bytes: 0,
+    };
+    measure::wrk(&o.client_cpus, nginx.port, &load, o.warmup, &setup.workdir)?;
+    Ok(measure::wrk(
+        &o.client_cpus,
+        nginx.port,
+        &load,
+        o.duration.max(Duration::from_secs(2)),
+        &setup.workdir,
+    )?
+    .rps)
+}
+
+fn fixed_rate_scenario(o: &Options, setup: &Setup, rate: u64) -> Result<Vec<(Kind, Row)>, String> {
+    let running = start_all(setup)?;
+    let bin = o.target.join("ringway-bench-rate");
+    let mut rows: Vec<(Kind, Row)> = Kind::ALL.iter().map(|k| (*k, Row::default())).collect();
+    for round in 0..o.rounds {
+        for (i, r) in running.iter().enumerate() {
+            eprintln!("  round {}/{}: {}", round + 1, o.rounds, r.kind.name());
+            let run = measured(r, 1024, || {
+                let f = measure::rate(&bin, &o.client_cpus, r.port, rate, o.duration)?;
+                let run = Run {
+                    rps: f.requests as f64 / o.duration.as_secs_f64(),
+                    p50_us: f.p50_us,
+                    p99_us: f.p99_us,
+                    p999_us: f.p999_us,
+                    errors: f.errors + f.non2xx,
+                    ..Run::default()
+                };
+                Ok((f.requests, run, f.bytes))
+            })?;
+            rows[i].1.runs.push(run);
+        }
+    }
+    for (i, r) in running.iter().enumerate() {
+        rows[i].1.peak_rss_kib = measure::status_kib(&r.pids(), "VmHWM:");
+    }
+    Ok(rows)
+}
+
+fn idle_scenario(o: &Options, setup: &Setup) -> Result<Vec<(Kind, Row)>, String> {
+    let mut rows = Vec::new();
+    for kind in [Kind::Ringway, Kind::Nginx, Kind::Haproxy] {
+        eprintln!("  {}", kind.name());
+        let running = setup.start(kind)?;
+        let (conns, failed) =
+            measure::idle_connections(running.port, o.idle, 200, Duration::from_secs(2));
+        let rss = measure::status_kib(&running.pids(), "VmRSS:");
+        drop(conns);
+        let run = Run {
+            errors: failed as u64,
+            ..Run::default()
+        };
+        rows.push((
+            kind,
+            Row {
+                runs: vec![run],
+                peak_rss_kib: 0,
+                idle_rss_kib: Some(rss),
+            },
+        ));
+    }
+    Ok(rows)
+}

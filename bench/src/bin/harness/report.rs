@@ -1,0 +1,254 @@
+//! Turning runs into the published results: medians over rounds, ratios to nginx, a Markdown
+//! table per scenario and an SVG chart of CPU per request and throughput.
+
+use crate::contenders::Kind;
+use plotters::prelude::*;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// One measured run of one contender.
+#[derive(Debug, Clone, Default)]
+pub struct Run {
+    pub rps: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    /// Proxy CPU per request in microseconds (NaN for the direct path).
+    pub cpu_us: f64,
+    /// Proxy CPU time ÷ wall time over the run.
+    pub util: f64,
+    pub upstream_conns: u64,
+    pub errors: u64,
+    pub problems: Vec<String>,
+}
+
+/// All runs of one contender in one scenario, plus numbers measured once.
+#[derive(Debug, Clone, Default)]
+pub struct Row {
+    pub runs: Vec<Run>,
+    pub peak_rss_kib: u64,
+    /// For the idle scenario: RSS with the idle connections open.
+    pub idle_rss_kib: Option<u64>,
+}
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.retain(|x| !x.is_nan());
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+impl Row {
+    pub fn med(&self, f: impl Fn(&Run) -> f64) -> f64 {
+        median(self.runs.iter().map(f).collect())
+    }
+}
+
+fn fmt_num(v: f64, digits: usize) -> String {
+    if v.is_nan() {
+        "—".into()
+    } else {
+        format!("{v:.digits$}")
+    }
+}
+
+fn fmt_us(v: f64) -> String {
+    if v.is_nan() {
+        "—".into()
+    } else if v >= 1000.0 {
+        format!("{:.2} ms", v / 1000.0)
+    } else {
+        format!("{v:.0} µs")
+    }
+}
+
+fn ratio(v: f64, base: f64) -> String {
+    if v.is_nan() || base.is_nan() || base == 0.0 {
+        "—".into()
+    } else {
+        format!("{:.2}×", v / base)
+    }
+}
+
+/// The Markdown section for one scenario.
+pub fn markdown(title: &str, how: &str, rows: &[(Kind, Row)], latency_999: bool) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "### {title}\n\n{how}\n");
+    let nginx = rows
+        .iter()
+        .find(|(k, _)| *k == Kind::Nginx)
+        .map(|(_, r)| r.clone())
+        .unwrap_or_default();
+    let (n_cpu, n_rps) = (nginx.med(|r| r.cpu_us), nginx.med(|r| r.rps));
+    let idle = rows.iter().any(|(_, r)| r.idle_rss_kib.is_some());
+    if idle {
+        let _ = writeln!(out, "| contender | RSS with the idle connections | × nginx | failed requests |\n|---|---|---|---|");
+        let n_idle = nginx.idle_rss_kib.map_or(f64::NAN, |v| v as f64);
+        for (kind, row) in rows {
+            let rss = row.idle_rss_kib.map_or(f64::NAN, |v| v as f64);
+            let _ = writeln!(
+                out,
+                "| {} | {} MiB | {} | {} |",
+                kind.name(),
+                fmt_num(rss / 1024.0, 1),
+                ratio(rss, n_idle),
+                row.runs.iter().map(|r| r.errors).sum::<u64>()
+            );
+        }
+        return out;
+    }
+    let p999 = if latency_999 { " p99.9 |" } else { "" };
+    let p999_sep = if latency_999 { "---|" } else { "" };
+    let _ = writeln!(
+        out,
+        "| contender | req/s | × nginx | p50 | p99 |{p999} proxy CPU/request | × nginx | CPU busy | peak RSS | upstream conns | errors |\n|---|---|---|---|---|{p999_sep}---|---|---|---|---|---|"
+    );
+    let mut notes = Vec::new();
+    for (kind, row) in rows {
+        let rps = row.med(|r| r.rps);
+        let cpu = row.med(|r| r.cpu_us);
+        let util = row.med(|r| r.util);
+        let errors: u64 = row.runs.iter().map(|r| r.errors).sum();
+        let conns = row.med(|r| r.upstream_conns as f64);
+        let p999_cell = if latency_999 {
+            format!(" {} |", fmt_us(row.med(|r| r.p999_us)))
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |{p999_cell} {} | {} | {} | {} MiB | {} | {} |",
+            kind.name(),
+            fmt_num(rps, 0),
+            ratio(rps, n_rps),
+            fmt_us(row.med(|r| r.p50_us)),
+            fmt_us(row.med(|r| r.p99_us)),
+            if cpu.is_nan() {
+                "—".into()
+            } else {
+                format!("{cpu:.2} µs")
+            },
+            ratio(cpu, n_cpu),
+            if util.is_nan() {
+                "—".into()
+            } else {
+                format!("{:.0}%", util * 100.0)
+            },
+            fmt_num(row.peak_rss_kib as f64 / 1024.0, 1),
+            if *kind == Kind::Direct {
+                "—".into()
+            } else {
+                fmt_num(conns, 0)
+            },
+            errors
+        );
+        if *kind != Kind::Direct && !util.is_nan() && util < 0.85 {
+            notes.push(format!(
+                "{} was not CPU-bound ({:.0}% busy): its CPU per request is valid, its req/s is the client's or backend's limit.",
+                kind.name(),
+                util * 100.0
+            ));
+        }
+        let mut problems: Vec<&String> = row.runs.iter().flat_map(|r| r.problems.iter()).collect();
+        problems.dedup();
+        for p in problems {
+            notes.push(format!("**INVALID** {}: {p}", kind.name()));
+        }
+    }
+    for n in notes {
+        let _ = writeln!(out, "\n- {n}");
+    }
+    out
+}
+
+/// An SVG with two bar groups: proxy CPU per request, and req/s.
+pub fn chart(path: &Path, title: &str, rows: &[(Kind, Row)]) -> Result<(), String> {
+    let root = SVGBackend::new(path, (900, 420)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let root = root
+        .titled(title, ("sans-serif", 20))
+        .map_err(|e| e.to_string())?;
+    let (left, right) = root.split_horizontally(450);
+    let cpu: Vec<(Kind, f64)> = rows
+        .iter()
+        .map(|(k, r)| (*k, r.med(|x| x.cpu_us)))
+        .collect();
+    let rps: Vec<(Kind, f64)> = rows.iter().map(|(k, r)| (*k, r.med(|x| x.rps))).collect();
+    bars(&left, "proxy CPU per request (µs, lower is better)", &cpu)?;
+    bars(&right, "requests per second (higher is better)", &rps)?;
+    root.present().map_err(|e| e.to_string())
+}
+
+fn bars(
+    area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    caption: &str,
+    data: &[(Kind, f64)],
+) -> Result<(), String> {
+    let max = data
+        .iter()
+        .map(|(_, v)| *v)
+        .filter(|v| !v.is_nan())
+        .fold(0.0, f64::max)
+        .max(1e-9)
+        * 1.15;
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 14))
+        .margin(12)
+        .x_label_area_size(30)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..data.len() as f64, 0.0..max)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(data.len() + 1)
+        .x_label_formatter(&|x| {
+            let i = (*x - 0.5).round();
+            if (x - 0.5 - i).abs() < 1e-6 && i >= 0.0 {
+                data.get(i as usize)
+                    .map_or(String::new(), |(k, _)| k.name().to_owned())
+            } else {
+                String::new()
+            }
+        })
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let colors = [
+        RGBColor(150, 150, 150),
+        RGBColor(214, 39, 40),
+        RGBColor(31, 119, 180),
+        RGBColor(44, 160, 44),
+    ];
+    for (i, (kind, v)) in data.iter().enumerate() {
+        if v.is_nan() {
+            continue;
+        }
+        let color = colors[*kind as usize % colors.len()];
+        let x = i as f64;
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(x + 0.15, 0.0), (x + 0.85, *v)],
+                color.filled(),
+            )))
+            .map_err(|e| e.to_string())?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                if *v >= 100.0 {
+                    format!("{v:.0}")
+                } else {
+                    format!("{v:.2}")
+                },
+                (x + 0.25, *v + max * 0.02),
+                ("sans-serif", 12),
+            )))
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
