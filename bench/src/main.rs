@@ -79,18 +79,26 @@ impl Stats {
     }
 }
 
-/// Pre-built responses, one per body size.
+/// A response as sent on a kept-alive connection, and with `Connection: close`.
+type Variants = [Rc<Vec<u8>>; 2];
+
+/// Pre-built responses, one per body size, each in a keep-alive and a closing variant.
 struct Responses {
-    sizes: Vec<(&'static [u8], Rc<Vec<u8>>)>,
+    sizes: Vec<(&'static [u8], Variants)>,
 }
 
 impl Responses {
     fn new() -> Responses {
         let make = |n: usize| {
-            let mut r = format!("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {n}\r\n\r\n")
+            [false, true].map(|close| {
+                let connection = if close { "Connection: close\r\n" } else { "" };
+                let mut r = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {n}\r\n{connection}\r\n"
+                )
                 .into_bytes();
-            r.extend((0..n).map(|i| b"abcdefghijklmnopqrstuvwxyz012345"[i % 32]));
-            Rc::new(r)
+                r.extend((0..n).map(|i| b"abcdefghijklmnopqrstuvwxyz012345"[i % 32]));
+                Rc::new(r)
+            })
         };
         Responses {
             sizes: vec![
@@ -102,24 +110,35 @@ impl Responses {
         }
     }
 
-    fn for_path(&self, path: &[u8]) -> Rc<Vec<u8>> {
+    fn for_path(&self, path: &[u8], close: bool) -> Rc<Vec<u8>> {
         let path = path.split(|&b| b == b'?').next().unwrap_or(path);
-        self.sizes
+        let both = self
+            .sizes
             .iter()
             .find(|(p, _)| *p == path)
-            .map_or_else(|| self.sizes[3].1.clone(), |(_, r)| r.clone())
+            .map_or(&self.sizes[3].1, |(_, r)| r);
+        both[usize::from(close)].clone()
     }
 }
 
 async fn serve(mut conn: TcpStream, responses: Rc<Responses>, stats: Rc<Stats>) {
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut skip: u64 = 0;
+    // The answer to a request whose body is still arriving: a well-behaved upstream reads the
+    // whole body before it responds.
+    let mut pending: Option<(Rc<Vec<u8>>, bool)> = None;
     loop {
         // Discard request body bytes still owed.
         let drop_now = usize::try_from(skip).unwrap_or(usize::MAX).min(buf.len());
         buf.drain(..drop_now);
         skip -= drop_now as u64;
         if skip == 0 {
+            if let Some((response, close)) = pending.take() {
+                let (res, _) = conn.write_all(response).await;
+                if res.is_err() || close {
+                    return;
+                }
+            }
             match parse_request(&buf) {
                 Ok(Some(head)) => {
                     if head.path.of(&buf) == b"/__stats" {
@@ -139,17 +158,13 @@ async fn serve(mut conn: TcpStream, responses: Rc<Responses>, stats: Rc<Stats>) 
                             .missing_forwarding
                             .set(stats.missing_forwarding.get() + 1);
                     }
-                    let response = responses.for_path(head.path.of(&buf));
+                    let response = responses.for_path(head.path.of(&buf), !head.keep_alive);
                     skip = match head.framing {
                         BodyFraming::Length(n) => n,
                         _ => 0,
                     };
-                    let close = !head.keep_alive;
+                    pending = Some((response, !head.keep_alive));
                     buf.drain(..head.head_len);
-                    let (res, _) = conn.write_all(response).await;
-                    if res.is_err() || close {
-                        return;
-                    }
                     continue;
                 }
                 Ok(None) => {}

@@ -15,9 +15,6 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-/// How many free buffers a worker keeps for reuse.
-const MAX_FREE_BUFFERS: usize = 1024;
-
 /// A pooled connection idle for longer than this is checked for a close by the upstream before
 /// reuse (one non-blocking peek), even for a retryable request. Under load connections come back
 /// within microseconds and skip the check.
@@ -26,15 +23,23 @@ const CHECK_AFTER_IDLE: Duration = Duration::from_millis(500);
 /// Fixed-size read buffers, recycled per worker.
 pub(crate) struct BufferPool {
     size: usize,
+    keep: usize,
     free: RefCell<Vec<Vec<u8>>>,
 }
 
 impl BufferPool {
-    pub(crate) fn new(size: usize) -> BufferPool {
+    /// A pool of `size`-byte buffers that keeps at most `keep` free ones.
+    pub(crate) fn new(size: usize, keep: usize) -> BufferPool {
         BufferPool {
             size,
+            keep,
             free: RefCell::new(Vec::new()),
         }
+    }
+
+    /// The size of this pool's buffers.
+    pub(crate) fn size(&self) -> usize {
+        self.size
     }
 
     /// An empty buffer with capacity for one full read.
@@ -48,7 +53,7 @@ impl BufferPool {
     /// Returns a buffer for reuse.
     pub(crate) fn give(&self, mut buf: Vec<u8>) {
         let mut free = self.free.borrow_mut();
-        if free.len() < MAX_FREE_BUFFERS && buf.capacity() == self.size {
+        if free.len() < self.keep && buf.capacity() == self.size {
             buf.clear();
             free.push(buf);
         }

@@ -51,6 +51,16 @@ impl BodyTracker {
         }
     }
 
+    /// Whether more than `n` bytes of the body may still arrive.
+    pub(crate) fn expects_more_than(&self, n: usize) -> bool {
+        match self {
+            BodyTracker::Done => false,
+            BodyTracker::Length(rem) => *rem > n as u64,
+            BodyTracker::Chunked(d) => !d.is_done(),
+            BodyTracker::UntilClose => true,
+        }
+    }
+
     pub(crate) fn is_done(&self) -> bool {
         match self {
             BodyTracker::Done => true,

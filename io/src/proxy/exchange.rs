@@ -226,6 +226,7 @@ impl Client {
                 src: cfg.timeouts.upstream_response,
                 dst: cfg.timeouts.idle,
             };
+            ctx.upsize_for(&mut ubuf, &rbody);
             let scratch = if dechunk { Some(&mut out) } else { None };
             match pump(
                 &mut up,
@@ -255,7 +256,7 @@ impl Client {
         {
             ctx.upstreams.put(ep.id, up, Instant::now());
         }
-        ctx.buffers.give(ubuf);
+        ctx.recycle(ubuf);
         ctx.buffers.give(out);
         ctx.stats.count_response(facts.status);
         self.log(ctx, facts.status, sent, started, Some(ep.addr));

@@ -7,6 +7,8 @@
 //! an answer: a canned status before the response head has gone out, a close after.
 
 mod body;
+
+pub(crate) use body::BodyTracker;
 mod exchange;
 mod tunnel;
 mod upstream;

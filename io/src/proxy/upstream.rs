@@ -102,16 +102,10 @@ impl Client {
                     src: cfg.timeouts.idle,
                     dst: cfg.timeouts.upstream_response,
                 };
-                let res = pump(
-                    &mut self.io,
-                    &mut up,
-                    cbuf,
-                    body,
-                    timeouts,
-                    cfg.limits.max_body_bytes,
-                    None,
-                )
-                .await;
+                ctx.upsize_for(cbuf, body);
+                let limit = cfg.limits.max_body_bytes;
+                let res = pump(&mut self.io, &mut up, cbuf, body, timeouts, limit, None).await;
+                ctx.downsize(cbuf);
                 match res {
                     Ok(_) => {}
                     Err(PumpError::SrcClosed | PumpError::SrcIo) => {

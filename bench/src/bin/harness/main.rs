@@ -361,12 +361,26 @@ fn run_scenarios(
 }
 
 /// Runs one measured window on `running` with `drive`, returning the run's numbers.
-fn measured<F>(running: &contenders::Running, body: usize, drive: F) -> Result<Run, String>
+fn measured<F>(
+    running: &contenders::Running,
+    body: usize,
+    connections: u32,
+    drive: F,
+) -> Result<Run, String>
 where
     F: FnOnce() -> Result<(u64, Run, u64), String>,
 {
     let pids = running.pids();
-    let before = measure::backend_stats(BACKEND_PORT)?;
+    // Let the backend finish what the previous run left in flight, so counts are not misattributed.
+    let mut before = measure::backend_stats(BACKEND_PORT)?;
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(40));
+        let again = measure::backend_stats(BACKEND_PORT)?;
+        if again.requests == before.requests {
+            break;
+        }
+        before = again;
+    }
     let cpu0 = measure::cpu_ns(&pids);
     let t0 = Instant::now();
     let (requests, mut run, bytes) = drive()?;
@@ -397,8 +411,11 @@ where
         run.problems
             .push(format!("{} errors or non-2xx responses", run.errors));
     }
+    // wrk also counts bytes of responses still in flight when it stops: allow one partial
+    // response per connection.
     let per = bytes as f64 / requests.max(1) as f64;
-    if requests > 0 && (per < body as f64 || per > body as f64 + 2048.0) {
+    let slack = 2048.0 + (connections as f64 * (body as f64 + 2048.0)) / requests.max(1) as f64;
+    if requests > 0 && (per < body as f64 || per > body as f64 + slack) {
         run.problems.push(format!(
             "{per:.0} bytes per response, expected a {body}-byte body plus a head"
         ));
@@ -442,7 +459,7 @@ fn wrk_scenario(
     for round in 0..o.rounds {
         for (i, r) in running.iter().enumerate() {
             eprintln!("  round {}/{}: {}", round + 1, o.rounds, r.kind.name());
-            let run = measured(r, sc.body, || {
+            let run = measured(r, sc.body, load.connections, || {
                 let w = measure::wrk(&o.client_cpus, r.port, load, o.duration, &setup.workdir)?;
                 let run = Run {
                     rps: w.rps,
@@ -489,7 +506,7 @@ fn fixed_rate_scenario(o: &Options, setup: &Setup, rate: u64) -> Result<Vec<(Kin
     for round in 0..o.rounds {
         for (i, r) in running.iter().enumerate() {
             eprintln!("  round {}/{}: {}", round + 1, o.rounds, r.kind.name());
-            let run = measured(r, 1024, || {
+            let run = measured(r, 1024, 64, || {
                 let f = measure::rate(&bin, &o.client_cpus, r.port, rate, o.duration)?;
                 let run = Run {
                     rps: f.requests as f64 / o.duration.as_secs_f64(),
