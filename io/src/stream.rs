@@ -59,27 +59,7 @@ impl Timed {
         buf: Vec<u8>,
         timeout: Duration,
     ) -> (io::Result<usize>, Vec<u8>) {
-        let (len, cap) = (buf.len(), buf.capacity());
-        if len == cap {
-            return (Err(io::Error::other("read buffer full")), buf);
-        }
-        let Timed {
-            stream,
-            canceller,
-            timer,
-        } = self;
-        timer.set(monoio::time::sleep(timeout));
-        let read = stream.cancelable_read(buf.slice_mut(len..cap), canceller.handle());
-        let mut read = std::pin::pin!(read);
-        let (res, slice) = monoio::select! {
-            r = &mut read => r,
-            _ = timer.as_mut() => {
-                *canceller = std::mem::take(canceller).cancel();
-                let (res, slice) = read.await;
-                (cancelled_to_timeout(res), slice)
-            }
-        };
-        (res, slice.into_inner())
+        self.read_until(buf, timeout, None).await
     }
 
     /// Like [`Timed::read_append`] but also gives up when `drain` fires (reported as
@@ -89,6 +69,15 @@ impl Timed {
         buf: Vec<u8>,
         timeout: Duration,
         drain: &DrainEvent,
+    ) -> (io::Result<usize>, Vec<u8>) {
+        self.read_until(buf, timeout, Some(drain)).await
+    }
+
+    async fn read_until(
+        &mut self,
+        buf: Vec<u8>,
+        timeout: Duration,
+        drain: Option<&DrainEvent>,
     ) -> (io::Result<usize>, Vec<u8>) {
         let (len, cap) = (buf.len(), buf.capacity());
         if len == cap {
@@ -102,6 +91,14 @@ impl Timed {
         timer.set(monoio::time::sleep(timeout));
         let read = stream.cancelable_read(buf.slice_mut(len..cap), canceller.handle());
         let mut read = std::pin::pin!(read);
+        let draining = async {
+            match drain {
+                Some(d) => d.wait().await,
+                None => std::future::pending().await,
+            }
+        };
+        // Neither the timer nor a drain drops the read: it is cancelled and its real result
+        // awaited, which may still be data.
         let (res, slice) = monoio::select! {
             r = &mut read => r,
             _ = timer.as_mut() => {
@@ -109,7 +106,7 @@ impl Timed {
                 let (res, slice) = read.await;
                 (cancelled_to_timeout(res), slice)
             }
-            _ = drain.wait() => {
+            _ = draining => {
                 *canceller = std::mem::take(canceller).cancel();
                 let (res, slice) = read.await;
                 let res = match res {

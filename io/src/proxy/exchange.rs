@@ -171,13 +171,10 @@ impl Client {
         let (facts, close, dechunk, valid_upgrade) =
             respond_head(rhead, &req, &ubuf, ctx.drain.is_fired(), &mut out);
         if !valid_upgrade {
-            ctx.stats.upstream_errors.inc();
             ctx.buffers.give(ubuf);
             ctx.buffers.give(out);
             self.buf = Some(cbuf);
-            let sent = self.send_status(ctx, cfg, Status::BadGateway, true).await;
-            self.log(ctx, 502, sent, started, Some(ep.addr));
-            return Next::Close;
+            return self.bad_upstream_answer(ctx, cfg, started, ep.addr).await;
         }
         if facts.status == 101 {
             out.extend_from_slice(&ubuf[facts.head_len..]);
@@ -208,13 +205,10 @@ impl Client {
             Ok(0)
         };
         let Ok(taken) = taken else {
-            ctx.stats.upstream_errors.inc();
             ctx.buffers.give(ubuf);
             ctx.buffers.give(out);
             self.buf = Some(cbuf);
-            let sent = self.send_status(ctx, cfg, Status::BadGateway, true).await;
-            self.log(ctx, 502, sent, started, Some(ep.addr));
-            return Next::Close;
+            return self.bad_upstream_answer(ctx, cfg, started, ep.addr).await;
         };
         ubuf.drain(..facts.head_len + taken);
         let (res, o) = self.io.write_all(out, cfg.timeouts.idle).await;
@@ -343,6 +337,21 @@ impl Client {
             out,
             body,
         })
+    }
+
+    /// Answers 502 for an upstream response that cannot be forwarded (an unrequested upgrade,
+    /// broken chunking) and closes: the upstream's bytes can no longer be trusted to frame.
+    async fn bad_upstream_answer(
+        &mut self,
+        ctx: &WorkerCtx,
+        cfg: &Config,
+        started: Instant,
+        up: SocketAddr,
+    ) -> Next {
+        ctx.stats.upstream_errors.inc();
+        let sent = self.send_status(ctx, cfg, Status::BadGateway, true).await;
+        self.log(ctx, 502, sent, started, Some(up));
+        Next::Close
     }
 
     /// Answers a request that never reached an upstream (no route, too large, no endpoint).
