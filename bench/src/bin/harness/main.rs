@@ -144,7 +144,7 @@ fn options() -> Result<Options, String> {
             "--quick" => {
                 o.quick = true;
                 o.duration = Duration::from_secs(1);
-                o.warmup = Duration::from_millis(500);
+                o.warmup = Duration::from_millis(300);
                 o.idle = 2_000;
             }
             "--rounds" => {
@@ -328,7 +328,7 @@ fn run_scenarios(
             Drive::Idle => {
                 let rows = idle_scenario(o, setup)?;
                 let how = format!(
-                    "{} keep-alive connections each make one request (200 at a time), then sit idle for 2 s; the contender's resident memory (all processes) is read then.",
+                    "{} keep-alive connections each make one request (200 at a time), then sit idle (2 s; 1 s with --quick); the contender's resident memory (all processes) is read then.",
                     o.idle
                 );
                 (rows, how)
@@ -507,7 +507,7 @@ fn fixed_rate_scenario(o: &Options, setup: &Setup, rate: u64) -> Result<Vec<(Kin
         for (i, r) in running.iter().enumerate() {
             eprintln!("  round {}/{}: {}", round + 1, o.rounds, r.kind.name());
             let run = measured(r, 1024, 64, || {
-                let f = measure::rate(&bin, &o.client_cpus, r.port, rate, o.duration)?;
+                let f = measure::rate(&bin, &o.client_cpus, r.port, rate, o.duration, o.warmup)?;
                 let run = Run {
                     rps: f.requests as f64 / o.duration.as_secs_f64(),
                     p50_us: f.p50_us,

@@ -184,13 +184,14 @@ pub struct RateResult {
     pub bytes: u64,
 }
 
-/// Runs `ringway-bench-rate` pinned to `cpus`.
+/// Runs `ringway-bench-rate` pinned to `cpus`, with `warmup` of unrecorded load first.
 pub fn rate(
     bin: &Path,
     cpus: &str,
     port: u16,
     rate: u64,
     duration: Duration,
+    warmup: Duration,
 ) -> Result<RateResult, String> {
     let out = Command::new("taskset")
         .args(["-c", cpus])
@@ -209,7 +210,7 @@ pub fn rate(
             "--duration",
             &format!("{}ms", duration.as_millis()),
         ])
-        .args(["--warmup", "500ms"])
+        .args(["--warmup", &format!("{}ms", warmup.as_millis())])
         .output()
         .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
