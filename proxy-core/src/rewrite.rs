@@ -7,7 +7,7 @@
 //! X-Forwarded-Proto and Via as configured. Responses lose the same hop-by-hop fields and say
 //! `Connection: close` when the client connection will close. `Trailer` is end-to-end and stays.
 
-use crate::http1::{BodyFraming, RequestHead, ResponseHead, Version};
+use crate::http1::{has_token, BodyFraming, RequestHead, ResponseHead, Version};
 
 /// Which forwarding fields the proxy adds to requests; built once from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +84,9 @@ pub fn write_request_head(
     out.extend_from_slice(b"\r\n");
 
     let mut te_trailers = false;
+    // Only a Connection field can name extra hop-by-hop fields; most requests have none or
+    // just `keep-alive`, so the per-field lookup below is skipped when there is none.
+    let has_connection = head.headers.find(buf, b"connection").is_some();
     for h in head.headers.as_slice() {
         let name = h.name.of(buf);
         let value = h.value.of(buf);
@@ -99,7 +102,7 @@ pub fn write_request_head(
             || (policy.x_forwarded_for && name.eq_ignore_ascii_case(b"x-forwarded-for"))
             || (policy.x_forwarded_proto && name.eq_ignore_ascii_case(b"x-forwarded-proto"))
             || (policy.via.is_some() && name.eq_ignore_ascii_case(b"via"));
-        if replaced || head.connection_lists(buf, name) {
+        if replaced || (has_connection && head.headers.connection_lists(buf, name)) {
             continue;
         }
         write_field(out, name, value);
@@ -162,6 +165,7 @@ pub fn write_response_head(buf: &[u8], head: &ResponseHead, plan: ResponsePlan, 
     out.extend_from_slice(head.reason.of(buf));
     out.extend_from_slice(b"\r\n");
     let switching = code == 101;
+    let has_connection = head.headers.find(buf, b"connection").is_some();
     for h in head.headers.as_slice() {
         let name = h.name.of(buf);
         let value = h.value.of(buf);
@@ -171,7 +175,7 @@ pub fn write_response_head(buf: &[u8], head: &ResponseHead, plan: ResponsePlan, 
             if !keep {
                 continue;
             }
-        } else if response_connection_lists(buf, head, name) {
+        } else if has_connection && head.headers.connection_lists(buf, name) {
             continue;
         }
         write_field(out, name, value);
@@ -184,12 +188,6 @@ pub fn write_response_head(buf: &[u8], head: &ResponseHead, plan: ResponsePlan, 
         out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
-}
-
-fn response_connection_lists(buf: &[u8], head: &ResponseHead, name: &[u8]) -> bool {
-    head.headers.as_slice().iter().any(|h| {
-        h.name.of(buf).eq_ignore_ascii_case(b"connection") && has_token(h.value.of(buf), name)
-    })
 }
 
 /// Writes the values of every field named `name`, each followed by ", ".
@@ -207,12 +205,6 @@ fn write_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
-}
-
-fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 #[cfg(test)]

@@ -85,6 +85,14 @@ impl Headers {
         self.len = parsed.len().min(MAX_HEADERS);
     }
 
+    /// Whether a `Connection` field lists `name`: such a field describes the hop, not the
+    /// message, and is not forwarded.
+    pub fn connection_lists(&self, buf: &[u8], name: &[u8]) -> bool {
+        self.as_slice().iter().any(|h| {
+            h.name.of(buf).eq_ignore_ascii_case(b"connection") && has_token(h.value.of(buf), name)
+        })
+    }
+
     /// The value of the first field named `name` (case-insensitive).
     pub fn find<'a>(&self, buf: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
         self.as_slice()

@@ -11,6 +11,7 @@ mod request;
 mod response;
 
 pub use chunked::{ChunkedDecoder, ChunkedError, Decoded};
+pub(crate) use head::has_token;
 pub use head::{find_head_end, HeaderSpan, Headers, Span, Version, MAX_HEADERS};
 pub use request::{parse_request, Method, RequestHead};
 pub use response::{parse_response, ResponseHead};

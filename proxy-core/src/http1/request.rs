@@ -1,7 +1,7 @@
 //! Request heads: parsed by httparse into spans, then checked for everything that decides how
 //! the proxy frames, routes and forwards the request (RFC 9112 §6 and the smuggling rules).
 
-use super::head::{has_token, FramingConflict, FramingFields, Headers, Span, Version, MAX_HEADERS};
+use super::head::{FramingConflict, FramingFields, Headers, Span, Version, MAX_HEADERS};
 use super::{BodyFraming, ParseError};
 
 /// A request method, with the facts the proxy needs about it.
@@ -262,13 +262,6 @@ impl RequestHead {
         Some(match host.iter().rposition(|&b| b == b':') {
             Some(colon) => &host[..colon],
             None => host,
-        })
-    }
-
-    /// Whether the header named `name` is listed in this request's `Connection` field(s).
-    pub fn connection_lists(&self, buf: &[u8], name: &[u8]) -> bool {
-        self.headers.as_slice().iter().any(|h| {
-            h.name.of(buf).eq_ignore_ascii_case(b"connection") && has_token(h.value.of(buf), name)
         })
     }
 }
