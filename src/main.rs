@@ -24,6 +24,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const EXIT_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
+    // First, before the workers' heaps exist: see the function's notes.
+    proxy_io::runtime::disable_transparent_huge_pages();
     let mut cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{closed_port, run_to_completion, temp_file, Client, Proxy, Upstream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Asserts that an error body from the proxy names no upstream address.
 fn assert_no_address(r: &common::Response, up: std::net::SocketAddr) {
@@ -86,6 +86,50 @@ fn slow_or_silent_clients_are_timed_out() {
     assert!(
         c.closes_within(Duration::from_secs(5)),
         "idle keep-alive connection still open 5 s after a 1 s idle timeout"
+    );
+}
+
+#[test]
+fn each_idle_connection_keeps_its_own_deadline() {
+    let up = Upstream::start("alpha");
+    let proxy = Proxy::start(
+        &[up.addr],
+        &["--header-timeout", "3s", "--idle-timeout", "1s"],
+    );
+    let start = Instant::now();
+    // Silent from the start: the 3 s header timeout applies.
+    let mut silent = Client::connect(proxy.addr);
+    // Parks after its request with the earlier 1 s idle deadline.
+    let mut idle = Client::connect(proxy.addr);
+    assert_eq!(
+        idle.request("GET /name HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            .status,
+        200
+    );
+    // Comes back before its idle timeout, twice: each request is served, none cut short.
+    let mut busy = Client::connect(proxy.addr);
+    for _ in 0..3 {
+        let r = busy.request("GET /name HTTP/1.1\r\nHost: b.test\r\n\r\n");
+        assert_eq!(r.status, 200, "{}", r.summary());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        idle.closes_within(Duration::from_millis(2300).saturating_sub(start.elapsed())),
+        "idle connection open 2.3 s after a 1 s idle timeout (behind the silent one's 3 s?)"
+    );
+    assert!(
+        start.elapsed() < Duration::from_millis(2800)
+            && !silent.closes_within(Duration::from_millis(100)),
+        "the silent connection closed before its 3 s header timeout"
+    );
+    assert!(
+        silent.closes_within(Duration::from_secs(4)),
+        "silent connection open 7 s after a 3 s header timeout"
+    );
+    assert!(
+        start.elapsed() >= Duration::from_millis(2900),
+        "silent connection closed after {:?}, before its 3 s header timeout",
+        start.elapsed()
     );
 }
 

@@ -15,6 +15,7 @@ pub mod runtime;
 pub mod shutdown;
 pub mod worker;
 
+mod idle;
 mod pool;
 mod proxy;
 mod stream;

@@ -20,11 +20,20 @@ use std::time::{Duration, Instant};
 /// within microseconds and skip the check.
 const CHECK_AFTER_IDLE: Duration = Duration::from_millis(500);
 
+/// Free buffers a pool keeps however long they go unused.
+const TRIM_FLOOR: usize = 16;
+
 /// Fixed-size read buffers, recycled per worker.
+///
+/// After a burst the pool would hold as many buffers as the burst had connections in flight,
+/// for good. [`BufferPool::trim`], called periodically, frees the ones no request needed during
+/// the last period (the lowest the free list fell to), keeping [`TRIM_FLOOR`].
 pub(crate) struct BufferPool {
     size: usize,
     keep: usize,
     free: RefCell<Vec<Vec<u8>>>,
+    /// The fewest free buffers since the last trim.
+    low: std::cell::Cell<usize>,
 }
 
 impl BufferPool {
@@ -34,7 +43,23 @@ impl BufferPool {
             size,
             keep,
             free: RefCell::new(Vec::new()),
+            low: std::cell::Cell::new(0),
         }
+    }
+
+    /// Frees the buffers that sat unused since the last trim, beyond [`TRIM_FLOOR`].
+    pub(crate) fn trim(&self) {
+        let mut free = self.free.borrow_mut();
+        let surplus = self.low.get().min(free.len()).saturating_sub(TRIM_FLOOR);
+        let keep = free.len() - surplus;
+        free.truncate(keep);
+        self.low.set(keep);
+    }
+
+    /// How many free buffers the pool holds.
+    #[cfg(test)]
+    fn free_count(&self) -> usize {
+        self.free.borrow().len()
     }
 
     /// The size of this pool's buffers.
@@ -44,10 +69,12 @@ impl BufferPool {
 
     /// An empty buffer with capacity for one full read.
     pub(crate) fn take(&self) -> Vec<u8> {
-        self.free
-            .borrow_mut()
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(self.size))
+        let mut free = self.free.borrow_mut();
+        let buf = free.pop();
+        if free.len() < self.low.get() {
+            self.low.set(free.len());
+        }
+        buf.unwrap_or_else(|| Vec::with_capacity(self.size))
     }
 
     /// Returns a buffer for reuse.
@@ -160,4 +187,31 @@ pub(crate) async fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<T
     };
     stream.set_nodelay(true)?;
     Ok(Timed::new(stream))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trim_frees_only_what_a_whole_period_left_unused() {
+        let pool = BufferPool::new(1024, 1024);
+        // A burst of 200 connections in flight, then all back.
+        let lent: Vec<_> = (0..200).map(|_| pool.take()).collect();
+        lent.into_iter().for_each(|b| pool.give(b));
+        assert_eq!(pool.free_count(), 200);
+        // The burst's period: none sat unused (the pool was empty at the peak).
+        pool.trim();
+        assert_eq!(pool.free_count(), 200);
+        // A quiet period with at most 50 in use: 150 were never needed; the floor stays.
+        let lent: Vec<_> = (0..50).map(|_| pool.take()).collect();
+        lent.into_iter().for_each(|b| pool.give(b));
+        pool.trim();
+        assert_eq!(pool.free_count(), 200 - (150 - TRIM_FLOOR));
+        // A fully idle period: down to the floor.
+        pool.trim();
+        assert_eq!(pool.free_count(), TRIM_FLOOR);
+        pool.trim();
+        assert_eq!(pool.free_count(), TRIM_FLOOR);
+    }
 }

@@ -5,6 +5,7 @@
 //! [`Canceller`] and then awaits its real result, which may still be data. The canceller is kept
 //! per stream and only replaced after an actual cancellation, so a timed read allocates nothing.
 
+use crate::idle::IdleClock;
 use crate::shutdown::DrainEvent;
 use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{CancelableAsyncReadRent, CancelableAsyncWriteRent, Canceller};
@@ -12,7 +13,7 @@ use monoio::net::TcpStream;
 use monoio::time::Sleep;
 use std::io;
 use std::pin::Pin;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What ended a wait for readability.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +28,8 @@ pub(crate) enum Wake {
 
 /// A stream plus the canceller and the timer its timed operations use.
 ///
-/// The timer is allocated once per connection and replaced in place for each operation, instead
+/// The timer is allocated on a connection's first timed operation and replaced in place for each
+/// one after, instead
 /// of a fresh `Sleep` (640 bytes in monoio) nested inside every operation's future: that keeps
 /// the per-connection future, which is what an idle keep-alive connection costs, small. It is
 /// replaced (`Pin::set`), not `reset`: in monoio 0.2 a `reset` to an earlier deadline after
@@ -35,8 +37,9 @@ pub(crate) enum Wake {
 /// waited until the peer closed).
 pub(crate) struct Timed {
     pub(crate) stream: TcpStream,
-    canceller: Canceller,
-    timer: Pin<Box<Sleep>>,
+    /// Created on first use and dropped by [`Timed::release`], like the timer.
+    canceller: Option<Canceller>,
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 fn timed_out() -> io::Error {
@@ -47,9 +50,30 @@ impl Timed {
     pub(crate) fn new(stream: TcpStream) -> Timed {
         Timed {
             stream,
-            canceller: Canceller::new(),
-            timer: Box::pin(monoio::time::sleep(Duration::ZERO)),
+            canceller: None,
+            timer: None,
         }
+    }
+
+    /// Drops the timer and canceller (about 800 bytes) while the stream sits idle; the next
+    /// timed operation makes new ones.
+    pub(crate) fn release(&mut self) {
+        self.timer = None;
+        self.canceller = None;
+    }
+
+    /// The stream, its canceller and its timer armed for `timeout`.
+    fn arm(&mut self, timeout: Duration) -> (&mut TcpStream, &mut Canceller, Pin<&mut Sleep>) {
+        let sleep = monoio::time::sleep(timeout);
+        let timer = match self.timer.take() {
+            Some(mut t) => {
+                t.set(sleep);
+                self.timer.insert(t)
+            }
+            None => self.timer.insert(Box::pin(sleep)),
+        };
+        let canceller = self.canceller.get_or_insert_with(Canceller::new);
+        (&mut self.stream, canceller, timer.as_mut())
     }
 
     /// Reads into the spare capacity of `buf` (appending to its contents), waiting at most
@@ -83,12 +107,7 @@ impl Timed {
         if len == cap {
             return (Err(io::Error::other("read buffer full")), buf);
         }
-        let Timed {
-            stream,
-            canceller,
-            timer,
-        } = self;
-        timer.set(monoio::time::sleep(timeout));
+        let (stream, canceller, mut timer) = self.arm(timeout);
         let read = stream.cancelable_read(buf.slice_mut(len..cap), canceller.handle());
         let mut read = std::pin::pin!(read);
         let draining = async {
@@ -128,12 +147,7 @@ impl Timed {
         let total = buf.bytes_init();
         let mut done = 0;
         while done < total {
-            let Timed {
-                stream,
-                canceller,
-                timer,
-            } = self;
-            timer.set(monoio::time::sleep(timeout));
+            let (stream, canceller, mut timer) = self.arm(timeout);
             let write = stream.cancelable_write(buf.slice(done..total), canceller.handle());
             let mut write = std::pin::pin!(write);
             let (res, slice) = monoio::select! {
@@ -154,18 +168,23 @@ impl Timed {
         (Ok(()), buf)
     }
 
-    /// Waits, holding no buffer, until the socket is readable, `timeout` passes or the worker
-    /// drains. This is how idle keep-alive connections wait.
-    pub(crate) async fn wait_readable(&mut self, timeout: Duration, drain: &DrainEvent) -> Wake {
+    /// Waits, holding no buffer, until the socket is readable, `deadline` passes (kept by the
+    /// worker's shared [`IdleClock`], not a timer of this stream's) or the worker drains. This is
+    /// how idle keep-alive connections wait; call [`Timed::release`] first to hold even less.
+    pub(crate) async fn wait_readable(
+        &self,
+        clock: &IdleClock,
+        deadline: Instant,
+        drain: &DrainEvent,
+    ) -> Wake {
         if drain.is_fired() {
             return Wake::Drain;
         }
-        self.timer.set(monoio::time::sleep(timeout));
         // A readiness poll holds no data, so dropping it on timeout loses nothing.
         monoio::select! {
             // An error shows up again on the read that follows, so it counts as readable.
             _ = self.stream.readable(false) => Wake::Readable,
-            _ = self.timer.as_mut() => Wake::Timeout,
+            _ = clock.until(deadline) => Wake::Timeout,
             _ = drain.wait() => Wake::Drain,
         }
     }

@@ -7,6 +7,7 @@
 //! close what is left and return.
 
 use crate::access_log::{AccessLog, AccessLogSink};
+use crate::idle::IdleClock;
 use crate::metrics::WorkerStats;
 use crate::pool::{BufferPool, UpstreamPool};
 use crate::proxy;
@@ -152,6 +153,8 @@ pub(crate) struct WorkerCtx {
     pub(crate) upstreams: UpstreamPool,
     pub(crate) balancers: RefCell<Vec<RoundRobin>>,
     pub(crate) drain: DrainEvent,
+    /// Deadlines of parked (idle) client connections.
+    pub(crate) idle: IdleClock,
     pub(crate) access_log: Option<RefCell<AccessLog>>,
     /// `ip:port` of every endpoint, by id: the `Host` sent when the client's is not preserved.
     authorities: Vec<Vec<u8>>,
@@ -176,6 +179,7 @@ impl WorkerCtx {
                     .collect(),
             ),
             drain: DrainEvent::default(),
+            idle: IdleClock::default(),
             access_log: access_log.map(|s| RefCell::new(AccessLog::new(s))),
             authorities: cfg
                 .clusters
@@ -253,6 +257,10 @@ async fn worker_main(mut spec: WorkerSpec) {
         }
     }
     let maintenance = monoio::spawn(maintain(ctx.clone()));
+    let ticker = {
+        let ctx = ctx.clone();
+        monoio::spawn(async move { ctx.idle.run(&ctx.drain).await })
+    };
 
     spec.shutdown.wait().await;
     tracing::debug!(worker = ctx.index, "draining");
@@ -273,13 +281,15 @@ async fn worker_main(mut spec: WorkerSpec) {
         );
     }
     maintenance.await;
+    ticker.await;
     ctx.upstreams.clear();
     if let Some(log) = &ctx.access_log {
         log.borrow_mut().flush();
     }
 }
 
-/// Once a second: close expired pooled upstream connections and flush the access log.
+/// Once a second: close expired pooled upstream connections, free buffers no request needed in
+/// the last second, and flush the access log.
 async fn maintain(ctx: Rc<WorkerCtx>) {
     while !ctx.drain.is_fired() {
         monoio::select! {
@@ -287,6 +297,8 @@ async fn maintain(ctx: Rc<WorkerCtx>) {
             _ = ctx.drain.wait() => {}
         }
         ctx.upstreams.sweep(Instant::now());
+        ctx.buffers.trim();
+        ctx.bulk.trim();
         if let Some(log) = &ctx.access_log {
             log.borrow_mut().flush();
         }

@@ -62,8 +62,15 @@ impl Drop for ActiveGuard {
     }
 }
 
-/// Serves a new client connection: parks it until its first bytes arrive.
-pub(crate) async fn serve(guard: ActiveGuard, stream: TcpStream, peer: SocketAddr, id: u64) {
+/// Serves a new client connection: parks it until its first bytes arrive. Not itself `async`,
+/// so the connection's task is just the small parking future (an `async fn` here would nest it
+/// in a state twice its size).
+pub(crate) fn serve(
+    guard: ActiveGuard,
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+) -> impl std::future::Future<Output = ()> {
     let client = Client {
         io: Timed::new(stream),
         buf: None,
@@ -73,7 +80,7 @@ pub(crate) async fn serve(guard: ActiveGuard, stream: TcpStream, peer: SocketAdd
         request_line: Vec::new(),
     };
     tracing::trace!(conn = id, %peer, "accepted");
-    park(guard, client, Duration::ZERO).await;
+    park(guard, client, Duration::ZERO)
 }
 
 /// Serves requests on `client` until it closes, goes idle, or becomes a tunnel.
@@ -82,11 +89,16 @@ pub(crate) async fn serve(guard: ActiveGuard, stream: TcpStream, peer: SocketAdd
 /// for readiness and then spawns a fresh `run`. The exchange machinery (several kilobytes of
 /// future state) therefore exists only while a connection is busy; a parked connection costs
 /// about one kilobyte. A hot keep-alive connection never parks, so it never allocates a task.
-async fn run(guard: ActiveGuard, mut client: Client) {
+///
+/// `woken`: the connection comes from [`park`] and is readable, so its first head read needs no
+/// linger.
+async fn run(guard: ActiveGuard, mut client: Client, mut woken: bool) {
     let ctx = &*guard.0;
     let cfg: &Config = &ctx.config;
     loop {
-        if client.buf.as_ref().is_none_or(Vec::is_empty) {
+        if std::mem::take(&mut woken) {
+            // `exchange` reads the head, with the header timeout.
+        } else if client.buf.as_ref().is_none_or(Vec::is_empty) {
             match client.linger(ctx, cfg).await {
                 Linger::Request => {}
                 Linger::Close => break,
@@ -112,28 +124,25 @@ async fn run(guard: ActiveGuard, mut client: Client) {
     tracing::trace!(conn = client.id, "closed");
 }
 
-/// Waits, holding no buffer, for a connection's next request (`waited` of its idle allowance
-/// is already used); then serves it in a new task. Closes the connection on the idle (or, before
-/// the first request, header) timeout, or when the worker drains. New connections start here,
-/// so a connection that never sends anything costs no read buffer and no exchange state.
+/// Waits, holding no buffer, timer or exchange state, for a connection's next request
+/// (`waited` of its idle allowance is already used); then serves it in a new task. Closes the
+/// connection on the idle (or, before the first request, header) timeout, or when the worker
+/// drains. New connections start here, so one that never sends anything costs only this small
+/// task, its socket and a slot in the worker's [`IdleClock`](crate::idle::IdleClock).
 async fn park(guard: ActiveGuard, mut client: Client, waited: Duration) {
     let ctx = &*guard.0;
-    let cfg: &Config = &ctx.config;
-    let wait = client.idle_limit(cfg).saturating_sub(waited);
-    if client.io.wait_readable(wait, &ctx.drain).await != Wake::Readable {
+    let deadline = Instant::now() + client.idle_limit(&ctx.config).saturating_sub(waited);
+    client.io.release();
+    if client
+        .io
+        .wait_readable(&ctx.idle, deadline, &ctx.drain)
+        .await
+        != Wake::Readable
+    {
         tracing::trace!(conn = client.id, "idle connection closed");
         return;
     }
-    let (res, buf) = client
-        .io
-        .read_append(ctx.buffers.take(), cfg.timeouts.header)
-        .await;
-    if matches!(res, Ok(n) if n > 0) {
-        client.buf = Some(buf);
-        monoio::spawn(run(guard, client));
-    } else {
-        ctx.buffers.give(buf);
-    }
+    monoio::spawn(run(guard, client, true));
 }
 
 /// How the wait for the next request ended.
