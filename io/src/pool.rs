@@ -47,13 +47,15 @@ impl BufferPool {
         }
     }
 
-    /// Frees the buffers that sat unused since the last trim, beyond [`TRIM_FLOOR`].
-    pub(crate) fn trim(&self) {
+    /// Frees the buffers that sat unused since the last trim, beyond [`TRIM_FLOOR`]; returns
+    /// how many.
+    pub(crate) fn trim(&self) -> usize {
         let mut free = self.free.borrow_mut();
         let surplus = self.low.get().min(free.len()).saturating_sub(TRIM_FLOOR);
         let keep = free.len() - surplus;
         free.truncate(keep);
         self.low.set(keep);
+        surplus
     }
 
     /// How many free buffers the pool holds.

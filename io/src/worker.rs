@@ -49,6 +49,10 @@ pub struct WorkerSpec {
     pub shutdown: Shutdown,
     /// Where to write the access log, if it is on.
     pub access_log: Option<AccessLogSink>,
+    /// Called on the worker's thread after it frees pooled buffers it no longer needs, so the
+    /// allocator can hand the pages back to the kernel (for mimalloc, `mi_collect`). `None`
+    /// leaves that to the allocator's own schedule.
+    pub release_memory: Option<fn()>,
 }
 
 /// A running worker.
@@ -156,6 +160,7 @@ pub(crate) struct WorkerCtx {
     /// Deadlines of parked (idle) client connections.
     pub(crate) idle: IdleClock,
     pub(crate) access_log: Option<RefCell<AccessLog>>,
+    release_memory: Option<fn()>,
     /// `ip:port` of every endpoint, by id: the `Host` sent when the client's is not preserved.
     authorities: Vec<Vec<u8>>,
     active: Cell<usize>,
@@ -181,6 +186,7 @@ impl WorkerCtx {
             drain: DrainEvent::default(),
             idle: IdleClock::default(),
             access_log: access_log.map(|s| RefCell::new(AccessLog::new(s))),
+            release_memory: spec.release_memory,
             authorities: cfg
                 .clusters
                 .iter()
@@ -297,8 +303,12 @@ async fn maintain(ctx: Rc<WorkerCtx>) {
             _ = ctx.drain.wait() => {}
         }
         ctx.upstreams.sweep(Instant::now());
-        ctx.buffers.trim();
-        ctx.bulk.trim();
+        let freed = ctx.buffers.trim() + ctx.bulk.trim();
+        if freed > 0 {
+            if let Some(release) = ctx.release_memory {
+                release();
+            }
+        }
         if let Some(log) = &ctx.access_log {
             log.borrow_mut().flush();
         }

@@ -82,6 +82,7 @@ impl Proxy {
                 stats: stats[index].clone(),
                 shutdown: shutdown.clone(),
                 access_log: None,
+                release_memory: None,
             })
             .collect();
         let handles = spawn_workers(specs).expect("workers start");
