@@ -68,7 +68,7 @@ pub struct Cli {
     #[arg(global = true, long, value_name = "LEVEL", value_parser = ["error", "warn", "info", "debug", "trace"])]
     pub log_level: Option<String>,
 
-    /// Access log: a file path, or - for standard output.
+    /// Access log: a file path, - for standard output, or off (the default).
     #[arg(global = true, long, value_name = "PATH")]
     pub access_log: Option<String>,
 

@@ -74,7 +74,8 @@ pub struct Server {
     pub admin: Option<Admin>,
     /// Log level filter.
     pub log_level: String,
-    /// Access log destination; `None` when off, `Some("-")` for standard output.
+    /// Access log destination; `None` when off (absent, empty or `off`, as in nginx; a file
+    /// named `off` is `./off`), `Some("-")` for standard output.
     pub access_log: Option<String>,
 }
 
@@ -333,7 +334,10 @@ fn resolve_server(s: &FileServer) -> Result<Server, ConfigError> {
         )?,
         admin,
         log_level,
-        access_log: s.access_log.clone().filter(|p| !p.is_empty()),
+        access_log: s
+            .access_log
+            .clone()
+            .filter(|p| !p.is_empty() && p != "off"),
     })
 }
 

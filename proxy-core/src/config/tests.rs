@@ -89,3 +89,16 @@ fn empty_cluster_is_allowed() {
     );
     assert!(resolve(&text).unwrap().clusters[0].endpoints.is_empty());
 }
+
+#[test]
+fn access_log_off_means_no_log() {
+    let with = |v: &str| {
+        let text = format!("[server]\naccess_log = \"{v}\"\n{MINIMAL}");
+        resolve(&text).unwrap().server.access_log
+    };
+    assert_eq!(with("off"), None);
+    assert_eq!(with(""), None);
+    assert_eq!(with("./off").as_deref(), Some("./off"));
+    assert_eq!(with("-").as_deref(), Some("-"));
+    assert_eq!(resolve(MINIMAL).unwrap().server.access_log, None);
+}
