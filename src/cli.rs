@@ -92,6 +92,10 @@ pub struct Cli {
     #[arg(global = true, long, value_name = "SIZE", value_parser = size)]
     pub max_header_bytes: Option<u64>,
 
+    /// Longest request target (e.g. 8k); 414 beyond.
+    #[arg(global = true, long, value_name = "SIZE", value_parser = size)]
+    pub max_uri_bytes: Option<u64>,
+
     /// Largest request body (e.g. 100m; 0 = no limit); 413 beyond.
     #[arg(global = true, long, value_name = "SIZE", value_parser = size)]
     pub max_body_bytes: Option<u64>,

@@ -71,6 +71,9 @@ fn apply_flags(cli: &Cli, file: &mut FileConfig) -> Result<(), String> {
     if let Some(n) = cli.max_header_bytes {
         file.limits.max_header_bytes = Some(Quantity::Int(n));
     }
+    if let Some(n) = cli.max_uri_bytes {
+        file.limits.max_uri_bytes = Some(Quantity::Int(n));
+    }
     if let Some(n) = cli.max_body_bytes {
         file.limits.max_body_bytes = Some(Quantity::Int(n));
     }

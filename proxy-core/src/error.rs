@@ -16,6 +16,8 @@ pub enum Status {
     RequestTimeout,
     /// 413: the request body exceeds the configured limit.
     PayloadTooLarge,
+    /// 414: the request target exceeds the configured limit.
+    UriTooLong,
     /// 417: an `Expect` value other than `100-continue`.
     ExpectationFailed,
     /// 431: the request head exceeds the configured limit.
@@ -41,6 +43,7 @@ impl Status {
             Status::MethodNotAllowed => 405,
             Status::RequestTimeout => 408,
             Status::PayloadTooLarge => 413,
+            Status::UriTooLong => 414,
             Status::ExpectationFailed => 417,
             Status::HeaderFieldsTooLarge => 431,
             Status::NotImplemented => 501,
@@ -91,6 +94,7 @@ impl Status {
             Status::PayloadTooLarge => {
                 canned!("413 Payload Too Large", "23", "request body too large\n")
             }
+            Status::UriTooLong => canned!("414 URI Too Long", "24", "request target too long\n"),
             Status::ExpectationFailed => {
                 canned!("417 Expectation Failed", "24", "unsupported expectation\n")
             }
@@ -118,12 +122,13 @@ impl Status {
     }
 
     /// All statuses, for tests and metrics.
-    pub const ALL: [Status; 12] = [
+    pub const ALL: [Status; 13] = [
         Status::BadRequest,
         Status::NotFound,
         Status::MethodNotAllowed,
         Status::RequestTimeout,
         Status::PayloadTooLarge,
+        Status::UriTooLong,
         Status::ExpectationFailed,
         Status::HeaderFieldsTooLarge,
         Status::NotImplemented,

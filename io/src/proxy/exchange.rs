@@ -102,7 +102,7 @@ impl Client {
     pub(super) async fn exchange(&mut self, ctx: &WorkerCtx, cfg: &Config) -> Next {
         let started = Instant::now();
         let (decision, mut cbuf) = match self.read_head(ctx, cfg).await {
-            Ok((head, mut cbuf)) => (self.prepare(ctx, cfg, &head, &mut cbuf), cbuf),
+            Ok((mut head, mut cbuf)) => (self.prepare(ctx, cfg, &mut head, &mut cbuf), cbuf),
             Err(HeadFail::Closed) => return Next::Close,
             Err(HeadFail::Reject(status)) => {
                 self.request_line.clear();
@@ -269,7 +269,7 @@ impl Client {
         &mut self,
         ctx: &WorkerCtx,
         cfg: &Config,
-        head: &RequestHead,
+        head: &mut RequestHead,
         cbuf: &mut Vec<u8>,
     ) -> Decision {
         if ctx.access_log.is_some() {
@@ -284,6 +284,14 @@ impl Client {
             });
         }
         let req = Request::of(head);
+        if head.target.len() > cfg.limits.max_uri_bytes {
+            return Decision::Answer(req, Status::UriTooLong);
+        }
+        // From here on (routing, checks, the forwarded request line) only the canonical path.
+        if let Err(e) = head.normalize_path(cbuf) {
+            tracing::debug!(conn = self.id, reason = e.as_str(), "bad request");
+            return Decision::Answer(req, e.status());
+        }
         let Some(cluster) = cfg.router.route(head.host_name(cbuf), head.path.of(cbuf)) else {
             return Decision::Answer(req, Status::NotFound);
         };

@@ -232,8 +232,14 @@ impl Client {
             }
             scanned = buf.len();
             if buf.len() >= cfg.limits.max_header_bytes {
+                // Not even the request line fits: the target is what is too long.
+                let status = if buf.contains(&b'\n') {
+                    Status::HeaderFieldsTooLarge
+                } else {
+                    Status::UriTooLong
+                };
                 self.buf = Some(buf);
-                return Err(HeadFail::Reject(Status::HeaderFieldsTooLarge));
+                return Err(HeadFail::Reject(status));
             }
             let left = cfg.timeouts.header.saturating_sub(started.elapsed());
             if left.is_zero() {

@@ -81,6 +81,8 @@ pub struct FileTimeouts {
 pub struct FileLimits {
     /// Largest request head accepted (431 beyond).
     pub max_header_bytes: Option<Quantity>,
+    /// Longest request target accepted (414 beyond).
+    pub max_uri_bytes: Option<Quantity>,
     /// Largest request body accepted (413 beyond); 0 means no limit.
     pub max_body_bytes: Option<Quantity>,
 }

@@ -106,6 +106,8 @@ pub struct Timeouts {
 pub struct Limits {
     /// Largest request head.
     pub max_header_bytes: usize,
+    /// Longest request target (414 beyond); at most `max_header_bytes`.
+    pub max_uri_bytes: usize,
     /// Largest request body; `None` for no limit.
     pub max_body_bytes: Option<u64>,
 }
@@ -201,9 +203,17 @@ impl Config {
         if !(1024..=1 << 20).contains(&max_header) {
             return err("limits.max_header_bytes", "must be between 1k and 1m");
         }
+        let max_uri = size(&file.limits.max_uri_bytes, "limits.max_uri_bytes", 8 * 1024)?;
+        if !(64..=max_header).contains(&max_uri) {
+            return err(
+                "limits.max_uri_bytes",
+                "must be between 64 bytes and limits.max_header_bytes",
+            );
+        }
         let max_body = size(&file.limits.max_body_bytes, "limits.max_body_bytes", 0)?;
         let limits = Limits {
             max_header_bytes: max_header as usize,
+            max_uri_bytes: max_uri as usize,
             max_body_bytes: (max_body > 0).then_some(max_body),
         };
         let p = &file.proxy;
@@ -334,10 +344,7 @@ fn resolve_server(s: &FileServer) -> Result<Server, ConfigError> {
         )?,
         admin,
         log_level,
-        access_log: s
-            .access_log
-            .clone()
-            .filter(|p| !p.is_empty() && p != "off"),
+        access_log: s.access_log.clone().filter(|p| !p.is_empty() && p != "off"),
     })
 }
 

@@ -156,6 +156,8 @@ pub(crate) struct FramingFields {
     pub content_length: Option<u64>,
     pub transfer_encoding: bool,
     pub chunked: bool,
+    /// Transfer codings listed, over every Transfer-Encoding field.
+    pub codings: u8,
     pub close: bool,
     pub keep_alive: bool,
     pub upgrade: bool,
@@ -165,7 +167,8 @@ pub(crate) struct FramingFields {
 pub(crate) enum FramingConflict {
     Length,
     BadLength,
-    Coding,
+    /// Transfer-Encoding is not a well-formed list of codings, or names `chunked` twice.
+    BadCoding,
 }
 
 impl FramingFields {
@@ -182,13 +185,23 @@ impl FramingFields {
                 }
             }
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            // Only a single `chunked` coding is forwarded; anything else (gzip, chunked twice,
-            // a coding after chunked) is refused rather than guessed at.
-            if self.transfer_encoding || !value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
-                return Err(FramingConflict::Coding);
-            }
+            // Strict syntax: a list of bare coding names. Empty elements, parameters
+            // (`chunked;q=1`) and a repeated `chunked` are malformed, not merely unsupported:
+            // each is a known way to make two parsers disagree on where a body ends.
             self.transfer_encoding = true;
-            self.chunked = true;
+            for part in value.split(|&b| b == b',') {
+                let coding = part.trim_ascii();
+                if coding.is_empty() || !coding.iter().all(|&b| is_tchar(b)) {
+                    return Err(FramingConflict::BadCoding);
+                }
+                if coding.eq_ignore_ascii_case(b"chunked") {
+                    if self.chunked {
+                        return Err(FramingConflict::BadCoding);
+                    }
+                    self.chunked = true;
+                }
+                self.codings = self.codings.saturating_add(1);
+            }
         } else if name.eq_ignore_ascii_case(b"connection") {
             self.close |= has_token(value, b"close");
             self.keep_alive |= has_token(value, b"keep-alive");
@@ -196,6 +209,16 @@ impl FramingFields {
         }
         Ok(())
     }
+
+    /// Whether the transfer codings are exactly one `chunked`, the only one Ringway forwards.
+    pub(crate) fn only_chunked(&self) -> bool {
+        self.chunked && self.codings == 1
+    }
+}
+
+/// Whether `b` may appear in a token (RFC 9110 §5.6.2).
+pub(crate) fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 
 mod chunked;
 mod head;
+pub mod path;
 mod request;
 mod response;
 
@@ -39,6 +40,13 @@ pub enum ParseError {
     MethodNotAllowed,
     /// An `Expect` value other than `100-continue`.
     Expectation,
+    /// A `Transfer-Encoding` value that is not a valid list of codings (refused with 400, where
+    /// a valid but unsupported coding gets 501).
+    BadTransferCoding,
+    /// A bare CR or a bare LF in the head: every line must end in CRLF.
+    BareLineEnding,
+    /// A request path that cannot be put in canonical form (see [`path`]).
+    BadPath,
 }
 
 impl ParseError {
@@ -51,6 +59,9 @@ impl ParseError {
             ParseError::MethodNotAllowed => Status::MethodNotAllowed,
             ParseError::Expectation => Status::ExpectationFailed,
             ParseError::Malformed
+            | ParseError::BadTransferCoding
+            | ParseError::BareLineEnding
+            | ParseError::BadPath
             | ParseError::AmbiguousLength
             | ParseError::BadContentLength
             | ParseError::BadHost => Status::BadRequest,
@@ -69,6 +80,9 @@ impl ParseError {
             ParseError::BadHost => "missing or repeated Host",
             ParseError::MethodNotAllowed => "method not allowed",
             ParseError::Expectation => "unsupported expectation",
+            ParseError::BadTransferCoding => "invalid Transfer-Encoding",
+            ParseError::BareLineEnding => "bare CR or LF in the head",
+            ParseError::BadPath => "invalid or ambiguous request path",
         }
     }
 }

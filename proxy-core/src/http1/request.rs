@@ -109,6 +109,12 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, ParseError> {
     else {
         return Err(ParseError::Malformed);
     };
+    // httparse takes a bare LF as a line end (RFC 9112 §2.2 allows that); a proxy that does so
+    // while a backend does not is one way to smuggle a request, so every line must end in CRLF.
+    // (A bare CR never gets this far: httparse rejects it.)
+    if has_bare_lf(&buf[..head_len]) {
+        return Err(ParseError::BareLineEnding);
+    }
     let version = if minor == 1 {
         Version::Http11
     } else {
@@ -146,7 +152,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, ParseError> {
         framing.add(name, h.value).map_err(|c| match c {
             FramingConflict::Length => ParseError::AmbiguousLength,
             FramingConflict::BadLength => ParseError::BadContentLength,
-            FramingConflict::Coding => ParseError::UnsupportedTransferCoding,
+            FramingConflict::BadCoding => ParseError::BadTransferCoding,
         })?;
         if name.eq_ignore_ascii_case(b"host") {
             host_fields += 1;
@@ -180,6 +186,10 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, ParseError> {
         if version == Version::Http10 {
             return Err(ParseError::Malformed);
         }
+        // Well-formed but not what Ringway can forward (`gzip, chunked`, `identity`): 501.
+        if !framing.only_chunked() {
+            return Err(ParseError::UnsupportedTransferCoding);
+        }
     }
     head.framing = match (framing.chunked, framing.content_length) {
         (true, _) => BodyFraming::Chunked,
@@ -192,6 +202,17 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, ParseError> {
     };
     head.upgrade = framing.upgrade && has_upgrade_field && version == Version::Http11;
     Ok(Some(head))
+}
+
+/// Whether some LF in `head` is not preceded by CR.
+fn has_bare_lf(head: &[u8]) -> bool {
+    let mut prev = 0u8;
+    let mut bare = false;
+    for &b in head {
+        bare |= b == b'\n' && prev != b'\r';
+        prev = b;
+    }
+    bare
 }
 
 /// httparse reports any unreadable version as a version error; only a request line that really
@@ -252,6 +273,16 @@ fn valid_host(v: &[u8]) -> bool {
 }
 
 impl RequestHead {
+    /// Puts the path in its one canonical form, in place in `buf` (the buffer the head was
+    /// parsed from), and points [`RequestHead::path`] at it. Routing, policy checks and the
+    /// forwarded request line all use that form; see [`super::path`] for the rules.
+    pub fn normalize_path(&mut self, buf: &mut [u8]) -> Result<(), ParseError> {
+        let (start, end) = (self.path.start as usize, self.path.end as usize);
+        let n = super::path::normalize(&mut buf[start..end]).map_err(|_| ParseError::BadPath)?;
+        self.path.end = self.path.start + n as u32;
+        Ok(())
+    }
+
     /// The host to route on: the Host value (or authority) without its port.
     pub fn host_name<'a>(&self, buf: &'a [u8]) -> Option<&'a [u8]> {
         let host = self.host?.of(buf);

@@ -57,11 +57,15 @@ pub fn parse_response(buf: &[u8]) -> Result<Option<ResponseHead>, ParseError> {
             .map_err(|c| match c {
                 FramingConflict::Length => ParseError::AmbiguousLength,
                 FramingConflict::BadLength => ParseError::BadContentLength,
-                FramingConflict::Coding => ParseError::UnsupportedTransferCoding,
+                FramingConflict::BadCoding => ParseError::BadTransferCoding,
             })?;
     }
     if framing.transfer_encoding && framing.content_length.is_some() {
         return Err(ParseError::AmbiguousLength);
+    }
+    // A response may apply codings before chunked, but Ringway relays only a lone `chunked`.
+    if framing.transfer_encoding && !framing.only_chunked() {
+        return Err(ParseError::UnsupportedTransferCoding);
     }
     let mut headers = Headers::default();
     headers.fill(buf, res.headers);

@@ -54,7 +54,20 @@ fn smuggling_shapes_are_refused() {
         ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1, 2\r\n\r\n", ParseError::AmbiguousLength),
         ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\n", ParseError::BadContentLength),
         ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n", ParseError::UnsupportedTransferCoding),
-        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", ParseError::UnsupportedTransferCoding),
+        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", ParseError::BadTransferCoding),
+        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", ParseError::BadTransferCoding),
+        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked;q=1\r\n\r\n", ParseError::BadTransferCoding),
+        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ,chunked\r\n\r\n", ParseError::BadTransferCoding),
+        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked,\r\n\r\n", ParseError::BadTransferCoding),
+        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \"chunked\"\r\n\r\n", ParseError::BadTransferCoding),
+        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n\r\n", ParseError::BadTransferCoding),
+        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", ParseError::UnsupportedTransferCoding),
+        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n", ParseError::UnsupportedTransferCoding),
+        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n", ParseError::UnsupportedTransferCoding),
+        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n", ParseError::UnsupportedTransferCoding),
+        ("GET / HTTP/1.1\nHost: a\n\n", ParseError::BareLineEnding),
+        ("GET / HTTP/1.1\r\nHost: a\nX: y\r\n\r\n", ParseError::BareLineEnding),
+        ("GET / HTTP/1.1\r\nHost: a\r\nX: y\rz\r\n\r\n", ParseError::Malformed),
         ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", ParseError::Malformed),
         ("GET / HTTP/1.1\r\n\r\n", ParseError::BadHost),
         ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", ParseError::BadHost),
@@ -70,6 +83,14 @@ fn smuggling_shapes_are_refused() {
     ];
     for (text, want) in cases {
         assert_eq!(parse(text).unwrap_err(), want, "{text:?}");
+    }
+}
+
+#[test]
+fn transfer_encoding_chunked_in_any_case_is_accepted() {
+    for te in ["chunked", "Chunked", "CHUNKED", " chunked ", "chunked\t"] {
+        let text = format!("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {te}\r\n\r\n");
+        assert_eq!(ok(&text).framing, BodyFraming::Chunked, "{te:?}");
     }
 }
 
