@@ -1,5 +1,6 @@
 //! Message bodies through the proxy: large uploads and downloads compared byte for byte,
-//! chunked request bodies (forwarded chunked), chunked responses with trailers,
+//! chunked request bodies (re-framed: forwarded chunked, without the client's extensions and
+//! trailers), chunked responses with trailers,
 //! `Expect: 100-continue` answered by the proxy, and the request body size limit (413).
 
 mod common;
@@ -349,5 +350,49 @@ fn large_streamed_chunked_body_over_the_limit_gets_413() {
         413,
         "256 KiB chunked body, 64k limit: {}",
         r.summary()
+    );
+}
+
+/// Reads what a one-shot upstream receives until the end of a chunked body, answers 200, and
+/// returns the bytes.
+fn capture_one_chunked_request(listener: std::net::TcpListener) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let (mut s, _) = listener.accept().expect("accept");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !got.ends_with(b"\r\n0\r\n\r\n") {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    got
+}
+
+#[test]
+fn chunked_request_bodies_are_reframed_without_extensions_or_trailers() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let origin = std::thread::spawn(move || capture_one_chunked_request(listener));
+    let proxy = Proxy::start(&[addr], &[]);
+    let mut c = Client::connect(proxy.addr);
+    let r = c.request(
+        "POST /up HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n\
+         3;ext=\"x;y\"\r\nabc\r\n0005;a=b\r\nhello\r\n0\r\nContent-Length: 99\r\nX-Trailer: t\r\n\r\n",
+    );
+    assert_eq!(r.status, 200, "{}", r.summary());
+    let wire = origin.join().expect("origin thread");
+    let text = String::from_utf8_lossy(&wire);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    assert!(
+        text.contains("\r\nTransfer-Encoding: chunked\r\n"),
+        "forwarded head: {text:?}"
+    );
+    assert_eq!(
+        body, "3\r\nabc\r\n5\r\nhello\r\n0\r\n\r\n",
+        "the origin got the client's chunk lines or trailers: {text:?}"
     );
 }

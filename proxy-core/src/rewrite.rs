@@ -2,8 +2,8 @@
 //! caller-owned buffer that is reused across requests (so steady state allocates nothing).
 //!
 //! Requests lose their hop-by-hop fields (Connection and every field it names, Keep-Alive,
-//! Proxy-Connection, TE except `trailers`, Upgrade unless tunnelling, Transfer-Encoding which is
-//! re-framed, and Expect which the proxy answers itself) and gain X-Forwarded-For,
+//! Proxy-Connection, TE except `trailers`, Upgrade unless tunnelling, Transfer-Encoding (chunked
+//! bodies are re-framed by the I/O layer and their trailers dropped), and Expect which the proxy answers itself) and gain X-Forwarded-For,
 //! X-Forwarded-Proto and Via as configured. Responses lose the same hop-by-hop fields and say
 //! `Connection: close` when the client connection will close. `Trailer` is end-to-end and stays.
 

@@ -84,6 +84,48 @@ impl BodyTracker {
         self.advance_with(input, None)
     }
 
+    /// Like [`BodyTracker::advance`], but writes the body into `out` in Ringway's own chunked
+    /// framing: one chunk per run of payload, extensions dropped, and the end as `0` CRLF CRLF
+    /// with the sender's trailer fields dropped. A client's chunk lines are therefore never passed
+    /// on, only their validated meaning. Stops early rather than grow `out` past its capacity.
+    /// Returns bytes consumed (for a non-chunked body, the same as `advance`, copying).
+    pub(crate) fn advance_reframing(
+        &mut self,
+        input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<usize, PumpError> {
+        let BodyTracker::Chunked(d) = self else {
+            return self.advance_with(input, Some(out));
+        };
+        // Room for a size line (16 hex digits + CRLF), the data's CRLF and the last chunk.
+        const FRAMING: usize = 18 + 2 + 5;
+        let mut pos = 0;
+        while pos < input.len() && !d.is_done() {
+            let room = out.capacity().saturating_sub(out.len() + FRAMING);
+            if room == 0 {
+                break;
+            }
+            let end = input.len().min(pos + room);
+            let r = d
+                .decode(&input[pos..end])
+                .map_err(|_| PumpError::Malformed)?;
+            if !r.data.is_empty() {
+                write_hex(out, r.data.len());
+                out.extend_from_slice(b"\r\n");
+                out.extend_from_slice(r.data);
+                out.extend_from_slice(b"\r\n");
+            }
+            if r.done {
+                out.extend_from_slice(b"0\r\n\r\n");
+            }
+            pos += r.consumed;
+            if r.consumed == 0 {
+                break;
+            }
+        }
+        Ok(pos)
+    }
+
     /// Like [`BodyTracker::advance`], but appends only the decoded payload to `out` (for
     /// HTTP/1.0 clients, which cannot receive chunked coding). Returns bytes consumed.
     pub(crate) fn advance_decoding(
@@ -132,6 +174,33 @@ impl BodyTracker {
     }
 }
 
+/// Appends `n` in upper-case hexadecimal.
+fn write_hex(out: &mut Vec<u8>, n: usize) {
+    let mut digits = [0u8; 16];
+    let mut i = digits.len();
+    let mut v = n;
+    loop {
+        i -= 1;
+        digits[i] = b"0123456789ABCDEF"[v & 15];
+        v >>= 4;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// What a pump writes for the body bytes it reads.
+pub(crate) enum Relay<'a> {
+    /// The wire bytes as they came (after validation).
+    Raw,
+    /// The payload only, de-chunked into this scratch buffer (for HTTP/1.0 clients).
+    Dechunk(&'a mut Vec<u8>),
+    /// Re-framed in Ringway's own chunked coding through this scratch buffer (chunked
+    /// request bodies, see [`BodyTracker::advance_reframing`]).
+    Rechunk(&'a mut Vec<u8>),
+}
+
 /// Timeouts for the two sides of a pump.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PumpTimeouts {
@@ -145,8 +214,8 @@ pub(crate) struct PumpTimeouts {
 ///
 /// `buf` holds bytes already read from `src` (possibly including bytes past the body, which are
 /// left in it when the body ends: they are the next message). `limit` caps a chunked body's
-/// payload. With `decoded` the payload is de-chunked into that scratch buffer before writing.
-/// Returns the number of bytes written to `dst`.
+/// payload. `relay` says what is written for the bytes read. Returns the number of bytes written
+/// to `dst`.
 pub(crate) async fn pump(
     src: &mut Timed,
     dst: &mut Timed,
@@ -154,7 +223,7 @@ pub(crate) async fn pump(
     body: &mut BodyTracker,
     timeouts: PumpTimeouts,
     limit: Option<u64>,
-    mut decoded: Option<&mut Vec<u8>>,
+    mut relay: Relay<'_>,
 ) -> Result<u64, PumpError> {
     let mut written = 0u64;
     while !body.is_done() {
@@ -172,18 +241,22 @@ pub(crate) async fn pump(
                 Err(_) => return Err(PumpError::SrcIo),
             }
         }
-        let consumed = match decoded.as_deref_mut() {
-            None => body.advance(buf)?,
-            Some(out) => {
+        let consumed = match &mut relay {
+            Relay::Raw => body.advance(buf)?,
+            Relay::Dechunk(out) => {
                 out.clear();
                 body.advance_decoding(buf, out)?
+            }
+            Relay::Rechunk(out) => {
+                out.clear();
+                body.advance_reframing(buf, out)?
             }
         };
         if body.over_limit(limit) {
             return Err(PumpError::TooLarge);
         }
-        let res = match decoded.as_deref_mut() {
-            None => {
+        let res = match &mut relay {
+            Relay::Raw => {
                 let (res, slice) = dst
                     .write_all(std::mem::take(buf).slice(..consumed), timeouts.dst)
                     .await;
@@ -191,14 +264,14 @@ pub(crate) async fn pump(
                 written += consumed as u64;
                 res
             }
-            Some(out) if !out.is_empty() => {
+            Relay::Dechunk(out) | Relay::Rechunk(out) if !out.is_empty() => {
                 let n = out.len() as u64;
-                let (res, o) = dst.write_all(std::mem::take(out), timeouts.dst).await;
-                *out = o;
+                let (res, o) = dst.write_all(std::mem::take(*out), timeouts.dst).await;
+                **out = o;
                 written += n;
                 res
             }
-            Some(_) => Ok(()),
+            Relay::Dechunk(_) | Relay::Rechunk(_) => Ok(()),
         };
         res.map_err(|_| PumpError::Dst)?;
         buf.drain(..consumed);
@@ -231,5 +304,34 @@ mod tests {
         assert_eq!(out, b"abc");
         let mut t = BodyTracker::new(BodyFraming::Chunked);
         assert_eq!(t.advance(b"zz\r\n"), Err(PumpError::Malformed));
+    }
+
+    #[test]
+    fn reframing_drops_extensions_and_trailers_and_respects_capacity() {
+        let wire = b"3;ext=\"a\"\r\nabc\r\n00a\r\n0123456789\r\n0\r\nX-T: 1\r\n\r\nNEXT";
+        let mut t = BodyTracker::new(BodyFraming::Chunked);
+        let mut out = Vec::with_capacity(256);
+        assert_eq!(t.advance_reframing(wire, &mut out).unwrap(), wire.len() - 4);
+        assert!(t.is_done());
+        assert_eq!(out, b"3\r\nabc\r\nA\r\n0123456789\r\n0\r\n\r\n");
+        // A scratch buffer smaller than the body: it fills, never grows, and resumes.
+        let data = vec![b'x'; 1000];
+        let wire = [b"3E8\r\n".as_slice(), &data, b"\r\n0\r\n\r\n"].concat();
+        let mut t = BodyTracker::new(BodyFraming::Chunked);
+        let (mut pos, mut payload) = (0, Vec::new());
+        while !t.is_done() {
+            let mut out = Vec::with_capacity(100);
+            pos += t.advance_reframing(&wire[pos..], &mut out).unwrap();
+            assert!(out.len() <= 100);
+            let mut d = proxy_core::http1::ChunkedDecoder::new();
+            let mut rest = &out[..];
+            while !rest.is_empty() && !d.is_done() {
+                let r = d.decode(rest).unwrap();
+                payload.extend_from_slice(r.data);
+                rest = &rest[r.consumed..];
+            }
+        }
+        assert_eq!(pos, wire.len());
+        assert_eq!(payload, data);
     }
 }

@@ -1,7 +1,7 @@
 //! One request/response exchange on a client connection: route, forward, stream back, decide
 //! whether the connection stays open.
 
-use super::body::{pump, BodyTracker, PumpError, PumpTimeouts};
+use super::body::{pump, BodyTracker, PumpError, PumpTimeouts, Relay};
 use super::upstream::{ForwardFail, Forwarded};
 use super::{Client, HeadFail, Next};
 use crate::access_log::AccessRecord;
@@ -221,7 +221,11 @@ impl Client {
                 dst: cfg.timeouts.idle,
             };
             ctx.upsize_for(&mut ubuf, &rbody);
-            let scratch = if dechunk { Some(&mut out) } else { None };
+            let relay = if dechunk {
+                Relay::Dechunk(&mut out)
+            } else {
+                Relay::Raw
+            };
             match pump(
                 &mut up,
                 &mut self.io,
@@ -229,7 +233,7 @@ impl Client {
                 &mut rbody,
                 timeouts,
                 None,
-                scratch,
+                relay,
             )
             .await
             {
@@ -320,15 +324,13 @@ impl Client {
         let avail = &cbuf[req.head_len..];
         let mut consumed = req.head_len;
         if avail.len() <= out.capacity() - out.len() {
-            match body.advance(avail) {
+            // Chunked bodies are re-framed, never copied as the client framed them.
+            match body.advance_reframing(avail, &mut out) {
                 Ok(_) if body.over_limit(cfg.limits.max_body_bytes) => {
                     ctx.buffers.give(out);
                     return Decision::Answer(req, Status::PayloadTooLarge);
                 }
-                Ok(n) => {
-                    out.extend_from_slice(&avail[..n]);
-                    consumed += n;
-                }
+                Ok(n) => consumed += n,
                 Err(_) => {
                     ctx.buffers.give(out);
                     return Decision::Answer(req, Status::BadRequest);

@@ -2,7 +2,7 @@
 //! stream its body, and read the response head, retrying once on a fresh connection when a
 //! reused one turns out to be dead and the request is safe to repeat.
 
-use super::body::{pump, BodyTracker, PumpError, PumpTimeouts};
+use super::body::{pump, BodyTracker, PumpError, PumpTimeouts, Relay};
 use super::Client;
 use crate::pool::connect;
 use crate::stream::Timed;
@@ -104,7 +104,13 @@ impl Client {
                 };
                 ctx.upsize_for(cbuf, body);
                 let limit = cfg.limits.max_body_bytes;
-                let res = pump(&mut self.io, &mut up, cbuf, body, timeouts, limit, None).await;
+                // `out` went out above and serves as the scratch buffer for re-framing.
+                let relay = if matches!(body, BodyTracker::Chunked(_)) {
+                    Relay::Rechunk(out)
+                } else {
+                    Relay::Raw
+                };
+                let res = pump(&mut self.io, &mut up, cbuf, body, timeouts, limit, relay).await;
                 ctx.downsize(cbuf);
                 match res {
                     Ok(_) => {}

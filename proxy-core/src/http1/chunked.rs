@@ -1,12 +1,16 @@
 //! The chunked transfer coding (RFC 9112 §7.1) as an incremental, strict decoder.
 //!
-//! The proxy forwards chunked bodies byte for byte and uses the decoder to know where the body
-//! ends, how many payload bytes it carried, and (for HTTP/1.0 clients) which bytes are payload.
+//! The proxy uses the decoder to know where a chunked body ends, how many payload bytes it
+//! carried, and which bytes are payload: request bodies are re-framed from it (the client's chunk
+//! lines, extensions and trailers never reach the upstream), responses relayed once validated
+//! (or de-chunked for HTTP/1.0 clients).
 //! It is strict on purpose: line endings must be CRLF, sizes hexadecimal without sign or
 //! whitespace, extensions and trailers bounded. Leniency here is what request smuggling feeds on.
 
 /// The longest chunk-size line (size plus extensions) accepted, in bytes.
 const MAX_LINE: u32 = 4096;
+/// The largest chunk size accepted: 2^63 - 1.
+const MAX_SIZE: u64 = i64::MAX as u64;
 /// The most trailer bytes accepted after the last chunk.
 const MAX_TRAILERS: u32 = 16 * 1024;
 
@@ -124,11 +128,14 @@ impl ChunkedDecoder {
                 State::Size { digits } => {
                     self.bump_line(MAX_LINE)?;
                     if let Some(d) = hex_value(b) {
-                        if digits >= 16 {
+                        // Sizes stay below 2^63, so no consumer's signed arithmetic overflows.
+                        if self.remaining > MAX_SIZE >> 4 {
                             return Err(ChunkedError::BadSize);
                         }
                         self.remaining = (self.remaining << 4) | u64::from(d);
-                        self.state = State::Size { digits: digits + 1 };
+                        self.state = State::Size {
+                            digits: digits.saturating_add(1),
+                        };
                     } else if digits == 0 {
                         return Err(ChunkedError::BadSize);
                     } else if b == b';' {
@@ -288,6 +295,15 @@ mod tests {
             ChunkedError::BadSize
         );
         assert_eq!(run(b"\r\n", 64).unwrap_err(), ChunkedError::BadSize);
+        // 2^63 is one too many; 2^63 - 1 (and leading zeros) are fine.
+        assert_eq!(
+            run(b"8000000000000000\r\n", 64).unwrap_err(),
+            ChunkedError::BadSize
+        );
+        let mut d = ChunkedDecoder::new();
+        assert!(d.decode(b"00007fffffffffffffff\r\n").is_ok());
+        let zeros = [vec![b'0'; 300], b"5\r\nhello\r\n0\r\n\r\n".to_vec()].concat();
+        assert_eq!(run(&zeros, 7).unwrap().0, b"hello");
         let long = [b"1;".as_slice(), &[b'a'; 5000]].concat();
         assert_eq!(run(&long, 64).unwrap_err(), ChunkedError::TooLong);
     }
