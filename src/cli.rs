@@ -96,6 +96,11 @@ pub struct Cli {
     #[arg(global = true, long, value_name = "SIZE", value_parser = size)]
     pub max_uri_bytes: Option<u64>,
 
+    /// Slowest a client may send a request body or read a response, in bytes per second
+    /// averaged after a grace of the header timeout (e.g. 1k; 0 = no minimum).
+    #[arg(global = true, long, value_name = "SIZE", value_parser = size)]
+    pub min_client_rate: Option<u64>,
+
     /// Largest request body (e.g. 100m; 0 = no limit); 413 beyond.
     #[arg(global = true, long, value_name = "SIZE", value_parser = size)]
     pub max_body_bytes: Option<u64>,

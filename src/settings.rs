@@ -74,6 +74,9 @@ fn apply_flags(cli: &Cli, file: &mut FileConfig) -> Result<(), String> {
     if let Some(n) = cli.max_uri_bytes {
         file.limits.max_uri_bytes = Some(Quantity::Int(n));
     }
+    if let Some(n) = cli.min_client_rate {
+        file.limits.min_client_rate = Some(Quantity::Int(n));
+    }
     if let Some(n) = cli.max_body_bytes {
         file.limits.max_body_bytes = Some(Quantity::Int(n));
     }

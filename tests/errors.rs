@@ -6,6 +6,7 @@
 mod common;
 
 use common::{closed_port, run_to_completion, temp_file, Client, Proxy, Upstream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// Asserts that an error body from the proxy names no upstream address.
@@ -131,6 +132,98 @@ fn each_idle_connection_keeps_its_own_deadline() {
         "silent connection closed after {:?}, before its 3 s header timeout",
         start.elapsed()
     );
+}
+
+#[test]
+fn a_body_sent_slower_than_the_minimum_rate_gets_408() {
+    let up = Upstream::start("alpha");
+    let trickle = |extra: &[&str]| {
+        let proxy = Proxy::start(&[up.addr], extra);
+        let mut c = Client::connect(proxy.addr);
+        c.send("POST /echo HTTP/1.1\r\nHost: slow.test\r\nContent-Length: 100000\r\n\r\n");
+        // 10 bytes every 100 ms: 100 bytes/s, for at most 3 s.
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(3) {
+            if c.try_send(&[b'x'; 10]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        (c.read_to_close(Duration::from_secs(3)), start.elapsed())
+    };
+    let (got, took) = trickle(&["--header-timeout", "1s", "--min-client-rate", "1k"]);
+    let wire = got.unwrap_or_else(|open| panic!("slow body still open after {took:?}: {open:?}"));
+    assert!(
+        String::from_utf8_lossy(&wire).starts_with("HTTP/1.1 408"),
+        "{:?}",
+        String::from_utf8_lossy(&wire)
+    );
+    assert!(
+        took < Duration::from_millis(2900),
+        "cut off only after {took:?}"
+    );
+    // With no minimum the same client is merely slow, not refused.
+    let (got, _) = trickle(&["--header-timeout", "1s", "--min-client-rate", "0"]);
+    assert!(got.is_err(), "a slow body was cut off with no minimum rate");
+}
+
+/// A one-connection origin that answers any request with `len` bytes as fast as it can, and
+/// returns how many it managed to send.
+fn fast_origin(len: usize) -> (SocketAddr, std::thread::JoinHandle<usize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let origin = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        let _ = s.set_write_timeout(Some(Duration::from_secs(30)));
+        let mut head = [0u8; 1024];
+        let _ = s.read(&mut head);
+        let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n");
+        let block = vec![b'x'; 1 << 20];
+        let mut sent = 0;
+        while sent < len {
+            match s.write(&block[..block.len().min(len - sent)]) {
+                Ok(n) if n > 0 => sent += n,
+                _ => break,
+            }
+        }
+        sent
+    });
+    (addr, origin)
+}
+
+#[test]
+fn a_client_reading_slower_than_the_minimum_rate_is_disconnected() {
+    const LEN: usize = 200 << 20;
+    let (origin_addr, origin) = fast_origin(LEN);
+    let proxy = Proxy::start(
+        &[origin_addr],
+        &["--header-timeout", "1s", "--min-client-rate", "10m"],
+    );
+    // Reads nothing: once the socket buffers are full the proxy waits on this client alone,
+    // and after the grace plus what the buffered bytes earned, it gives up.
+    let mut slow = Client::connect(proxy.addr);
+    slow.send("GET /big HTTP/1.1\r\nHost: slow.test\r\n\r\n");
+    std::thread::sleep(Duration::from_secs(4));
+    let got = slow.read_to_close(Duration::from_secs(20));
+    let read = got.as_ref().map_or_else(Vec::len, Vec::len);
+    assert!(
+        got.is_ok() && read < LEN,
+        "a stalled reader kept its 200 MiB response going ({read} bytes read)"
+    );
+    assert!(
+        origin.join().expect("origin") < LEN,
+        "the origin sent everything"
+    );
+    // A reader that keeps up gets all of it under the same minimum.
+    let (origin_addr, origin) = fast_origin(LEN / 10);
+    let proxy = Proxy::start(
+        &[origin_addr],
+        &["--header-timeout", "1s", "--min-client-rate", "10m"],
+    );
+    let r = Client::connect(proxy.addr).request("GET /big HTTP/1.1\r\nHost: fast.test\r\n\r\n");
+    assert_eq!((r.status, r.body.len()), (200, LEN / 10));
+    assert_eq!(origin.join().expect("origin"), LEN / 10);
 }
 
 #[test]

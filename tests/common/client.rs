@@ -106,6 +106,11 @@ impl Client {
             .expect("write to the proxy");
     }
 
+    /// Writes all of `data`, reporting failure (the proxy may have closed) instead of panicking.
+    pub fn try_send(&mut self, data: impl AsRef<[u8]>) -> io::Result<()> {
+        self.stream.write_all(data.as_ref())
+    }
+
     /// Sends `raw` and reads one response (a `HEAD` request is read as bodyless). Panics with
     /// the request on failure.
     pub fn request(&mut self, raw: &str) -> Response {

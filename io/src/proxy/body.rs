@@ -9,7 +9,7 @@ use crate::stream::Timed;
 use monoio::buf::IoBuf;
 use proxy_core::http1::{BodyFraming, ChunkedDecoder};
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Where a body ends, tracked as its bytes pass.
 #[derive(Debug, Clone)]
@@ -208,6 +208,71 @@ pub(crate) struct PumpTimeouts {
     pub(crate) src: Duration,
     /// Longest wait for the receiver to take bytes.
     pub(crate) dst: Duration,
+    /// The slowest average rate the client side (sender of an upload, receiver of a download)
+    /// may keep up, if any.
+    pub(crate) client_rate: Option<MinRate>,
+}
+
+/// Which side of a pump is the client, the side a minimum rate applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClientSide {
+    /// The client sends (a request body).
+    Src,
+    /// The client receives (a response body).
+    Dst,
+}
+
+/// A minimum transfer rate: after `grace`, a client must have moved at least `rate` bytes per
+/// second of the time Ringway spent waiting on it. Time spent waiting on the other side (a slow
+/// upstream) does not count against the client. This is what ends slow-body and slow-read
+/// attacks, which a per-operation idle timeout alone lets trickle on for ever.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MinRate {
+    side: ClientSide,
+    rate: u64,
+    grace: Duration,
+    waited: Duration,
+    bytes: u64,
+}
+
+impl MinRate {
+    pub(crate) fn new(side: ClientSide, rate: u64, grace: Duration) -> MinRate {
+        MinRate {
+            side,
+            rate: rate.max(1),
+            grace,
+            waited: Duration::ZERO,
+            bytes: 0,
+        }
+    }
+
+    /// How long the next client operation may take, at most `base`.
+    fn limit(&self, base: Duration) -> Duration {
+        let earned = self.grace + Duration::from_secs_f64(self.bytes as f64 / self.rate as f64);
+        base.min(earned.saturating_sub(self.waited))
+    }
+
+    fn record(&mut self, waited: Duration, bytes: usize) {
+        self.waited += waited;
+        self.bytes += bytes as u64;
+    }
+}
+
+/// Runs a client-side operation under `rate` (if it applies to `side`): its timeout shrinks to
+/// what the rate allows, and its wait and byte count are recorded.
+fn client_timeout(rate: &Option<MinRate>, side: ClientSide, base: Duration) -> Duration {
+    match rate {
+        Some(r) if r.side == side => r.limit(base),
+        _ => base,
+    }
+}
+
+fn client_record(rate: &mut Option<MinRate>, side: ClientSide, since: Instant, bytes: usize) {
+    if let Some(r) = rate {
+        if r.side == side {
+            r.record(since.elapsed(), bytes);
+        }
+    }
 }
 
 /// Moves the rest of a body from `src` to `dst`.
@@ -226,10 +291,14 @@ pub(crate) async fn pump(
     mut relay: Relay<'_>,
 ) -> Result<u64, PumpError> {
     let mut written = 0u64;
+    let mut rate = timeouts.client_rate;
     while !body.is_done() {
         if buf.is_empty() {
-            let (res, b) = src.read_append(std::mem::take(buf), timeouts.src).await;
+            let since = Instant::now();
+            let limit = client_timeout(&rate, ClientSide::Src, timeouts.src);
+            let (res, b) = src.read_append(std::mem::take(buf), limit).await;
             *buf = b;
+            client_record(&mut rate, ClientSide::Src, since, buf.len());
             match res {
                 Ok(0) if matches!(body, BodyTracker::UntilClose) => {
                     *body = BodyTracker::Done;
@@ -255,24 +324,26 @@ pub(crate) async fn pump(
         if body.over_limit(limit) {
             return Err(PumpError::TooLarge);
         }
-        let res = match &mut relay {
+        let since = Instant::now();
+        let limit = client_timeout(&rate, ClientSide::Dst, timeouts.dst);
+        let (res, n) = match &mut relay {
             Relay::Raw => {
                 let (res, slice) = dst
-                    .write_all(std::mem::take(buf).slice(..consumed), timeouts.dst)
+                    .write_all(std::mem::take(buf).slice(..consumed), limit)
                     .await;
                 *buf = slice.into_inner();
-                written += consumed as u64;
-                res
+                (res, consumed)
             }
             Relay::Dechunk(out) | Relay::Rechunk(out) if !out.is_empty() => {
-                let n = out.len() as u64;
-                let (res, o) = dst.write_all(std::mem::take(*out), timeouts.dst).await;
+                let n = out.len();
+                let (res, o) = dst.write_all(std::mem::take(*out), limit).await;
                 **out = o;
-                written += n;
-                res
+                (res, n)
             }
-            Relay::Dechunk(_) | Relay::Rechunk(_) => Ok(()),
+            Relay::Dechunk(_) | Relay::Rechunk(_) => (Ok(()), 0),
         };
+        written += n as u64;
+        client_record(&mut rate, ClientSide::Dst, since, n);
         res.map_err(|_| PumpError::Dst)?;
         buf.drain(..consumed);
     }

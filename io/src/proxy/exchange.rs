@@ -1,7 +1,7 @@
 //! One request/response exchange on a client connection: route, forward, stream back, decide
 //! whether the connection stays open.
 
-use super::body::{pump, BodyTracker, PumpError, PumpTimeouts, Relay};
+use super::body::{pump, BodyTracker, ClientSide, MinRate, PumpError, PumpTimeouts, Relay};
 use super::upstream::{ForwardFail, Forwarded};
 use super::{Client, HeadFail, Next};
 use crate::access_log::AccessRecord;
@@ -219,6 +219,10 @@ impl Client {
             let timeouts = PumpTimeouts {
                 src: cfg.timeouts.upstream_response,
                 dst: cfg.timeouts.idle,
+                client_rate: cfg
+                    .limits
+                    .min_client_rate
+                    .map(|r| MinRate::new(ClientSide::Dst, r, cfg.timeouts.header)),
             };
             ctx.upsize_for(&mut ubuf, &rbody);
             let relay = if dechunk {

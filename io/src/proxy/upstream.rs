@@ -2,7 +2,7 @@
 //! stream its body, and read the response head, retrying once on a fresh connection when a
 //! reused one turns out to be dead and the request is safe to repeat.
 
-use super::body::{pump, BodyTracker, PumpError, PumpTimeouts, Relay};
+use super::body::{pump, BodyTracker, ClientSide, MinRate, PumpError, PumpTimeouts, Relay};
 use super::Client;
 use crate::pool::connect;
 use crate::stream::Timed;
@@ -101,6 +101,10 @@ impl Client {
                 let timeouts = PumpTimeouts {
                     src: cfg.timeouts.idle,
                     dst: cfg.timeouts.upstream_response,
+                    client_rate: cfg
+                        .limits
+                        .min_client_rate
+                        .map(|r| MinRate::new(ClientSide::Src, r, cfg.timeouts.header)),
                 };
                 ctx.upsize_for(cbuf, body);
                 let limit = cfg.limits.max_body_bytes;

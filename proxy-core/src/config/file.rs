@@ -85,6 +85,8 @@ pub struct FileLimits {
     pub max_uri_bytes: Option<Quantity>,
     /// Largest request body accepted (413 beyond); 0 means no limit.
     pub max_body_bytes: Option<Quantity>,
+    /// Slowest average rate a client may send or receive a body at, per second (0: none).
+    pub min_client_rate: Option<Quantity>,
 }
 
 /// `[proxy]`.

@@ -110,6 +110,10 @@ pub struct Limits {
     pub max_uri_bytes: usize,
     /// Largest request body; `None` for no limit.
     pub max_body_bytes: Option<u64>,
+    /// Bytes per second a client must average while it sends a request body or receives a
+    /// response body, counting only the time Ringway waits on it, after a grace period of
+    /// `timeouts.header`; `None` for no minimum.
+    pub min_client_rate: Option<u64>,
 }
 
 /// Upstream connection reuse.
@@ -211,7 +215,9 @@ impl Config {
             );
         }
         let max_body = size(&file.limits.max_body_bytes, "limits.max_body_bytes", 0)?;
+        let min_rate = size(&file.limits.min_client_rate, "limits.min_client_rate", 1024)?;
         let limits = Limits {
+            min_client_rate: (min_rate > 0).then_some(min_rate),
             max_header_bytes: max_header as usize,
             max_uri_bytes: max_uri as usize,
             max_body_bytes: (max_body > 0).then_some(max_body),
