@@ -144,7 +144,7 @@ fn a_body_sent_slower_than_the_minimum_rate_gets_408() {
         // 10 bytes every 100 ms: 100 bytes/s, for at most 3 s.
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(3) {
-            if c.try_send(&[b'x'; 10]).is_err() {
+            if c.try_send([b'x'; 10]).is_err() {
                 break;
             }
             std::thread::sleep(Duration::from_millis(100));
