@@ -135,6 +135,32 @@ fn each_idle_connection_keeps_its_own_deadline() {
 }
 
 #[test]
+fn the_header_timeout_counts_from_accept_not_from_the_first_byte() {
+    let up = Upstream::start("alpha");
+    let proxy = Proxy::start(&[up.addr], &["--header-timeout", "2s"]);
+    let start = Instant::now();
+    let mut c = Client::connect(proxy.addr);
+    // Silent for most of the allowance, then a head one byte at a time (slowloris).
+    std::thread::sleep(Duration::from_millis(1500));
+    for b in b"GET /name HTTP/1.1\r\nHost: slowloris.test\r\nX-Pad: aaaaaaaaaaaaaaaa" {
+        if c.try_send([*b]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let wire = c
+        .read_to_close(Duration::from_secs(5))
+        .unwrap_or_else(|open| panic!("slowloris head still open: {open:?}"));
+    assert!(String::from_utf8_lossy(&wire).starts_with("HTTP/1.1 408"));
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_millis(2900),
+        "408 after {took:?}: the header timeout restarted at the first byte"
+    );
+    assert_eq!(up.requests(), 0);
+}
+
+#[test]
 fn a_body_sent_slower_than_the_minimum_rate_gets_408() {
     let up = Upstream::start("alpha");
     let trickle = |extra: &[&str]| {

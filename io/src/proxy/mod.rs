@@ -50,6 +50,10 @@ pub(crate) struct Client {
     served: u64,
     /// `METHOD target HTTP/1.x` of the current request, kept only when the access log is on.
     request_line: Vec<u8>,
+    /// When the first request head must be complete: the header timeout counts from accept,
+    /// not from the first byte, so a client cannot spend it twice (once silent, once
+    /// trickling). Later heads get the header timeout from their first byte.
+    first_head_deadline: Option<Instant>,
 }
 
 /// Keeps a worker's active-connection count right however a connection's task ends
@@ -78,6 +82,7 @@ pub(crate) fn serve(
         id,
         served: 0,
         request_line: Vec::new(),
+        first_head_deadline: None,
     };
     tracing::trace!(conn = id, %peer, "accepted");
     park(guard, client, Duration::ZERO)
@@ -132,6 +137,9 @@ async fn run(guard: ActiveGuard, mut client: Client, mut woken: bool) {
 async fn park(guard: ActiveGuard, mut client: Client, waited: Duration) {
     let ctx = &*guard.0;
     let deadline = Instant::now() + client.idle_limit(&ctx.config).saturating_sub(waited);
+    if client.served == 0 && client.first_head_deadline.is_none() {
+        client.first_head_deadline = Some(deadline);
+    }
     client.io.release();
     if client
         .io
@@ -215,7 +223,10 @@ impl Client {
         ctx: &WorkerCtx,
         cfg: &Config,
     ) -> Result<(RequestHead, Vec<u8>), HeadFail> {
-        let started = Instant::now();
+        let deadline = self
+            .first_head_deadline
+            .take()
+            .unwrap_or_else(|| Instant::now() + cfg.timeouts.header);
         let mut buf = self.buf.take().unwrap_or_else(|| ctx.buffers.take());
         let mut scanned = 0;
         loop {
@@ -241,7 +252,7 @@ impl Client {
                 self.buf = Some(buf);
                 return Err(HeadFail::Reject(status));
             }
-            let left = cfg.timeouts.header.saturating_sub(started.elapsed());
+            let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 self.buf = Some(buf);
                 return Err(HeadFail::Reject(Status::RequestTimeout));
