@@ -98,7 +98,9 @@ pub fn write_request_head(
             }
             continue;
         }
+        // Content-Length is written once below, whatever list or repeats the client sent.
         let replaced = name.eq_ignore_ascii_case(b"host")
+            || name.eq_ignore_ascii_case(b"content-length")
             || (policy.x_forwarded_for && name.eq_ignore_ascii_case(b"x-forwarded-for"))
             || (policy.x_forwarded_proto && name.eq_ignore_ascii_case(b"x-forwarded-proto"))
             || (policy.via.is_some() && name.eq_ignore_ascii_case(b"via"));
@@ -131,6 +133,10 @@ pub fn write_request_head(
     }
     if head.framing == BodyFraming::Chunked {
         out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    } else if let Some(n) = head.content_length {
+        out.extend_from_slice(b"Content-Length: ");
+        write_decimal(out, n);
+        out.extend_from_slice(b"\r\n");
     }
     if te_trailers {
         out.extend_from_slice(b"TE: trailers\r\n");
@@ -198,6 +204,21 @@ fn write_list_values(buf: &[u8], head: &RequestHead, name: &[u8], out: &mut Vec<
             out.extend_from_slice(b", ");
         }
     }
+}
+
+/// Appends `n` in decimal without going through `fmt`.
+fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 fn write_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {

@@ -82,6 +82,8 @@ pub struct RequestHead {
     pub host: Option<Span>,
     /// How the request body is delimited.
     pub framing: BodyFraming,
+    /// The `Content-Length` the request carried (one value, however many fields said it).
+    pub content_length: Option<u64>,
     /// Whether the client wants the connection kept open after this exchange.
     pub keep_alive: bool,
     /// `Connection: upgrade` together with an `Upgrade` field.
@@ -138,6 +140,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, ParseError> {
         headers: Headers::default(),
         host: authority,
         framing: BodyFraming::None,
+        content_length: None,
         keep_alive: false,
         upgrade: false,
         expect_continue: false,
@@ -191,6 +194,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, ParseError> {
             return Err(ParseError::UnsupportedTransferCoding);
         }
     }
+    head.content_length = framing.content_length;
     head.framing = match (framing.chunked, framing.content_length) {
         (true, _) => BodyFraming::Chunked,
         (false, Some(0) | None) => BodyFraming::None,

@@ -109,6 +109,23 @@ fn framing_is_restated() {
         "{out}"
     );
     assert!(out.contains("Via: 1.0 ringway"), "{out}");
+    // Repeated or listed identical lengths go on as one field; an explicit zero stays.
+    let out = forward(
+        "POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\nContent-Length: 5\r\n\r\n",
+        &ForwardPolicy::default(),
+    );
+    assert_eq!(out.matches("Content-Length").count(), 1, "{out}");
+    assert!(out.contains("\r\nContent-Length: 5\r\n"), "{out}");
+    let out = forward(
+        "POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+        &ForwardPolicy::default(),
+    );
+    assert!(out.contains("\r\nContent-Length: 0\r\n"), "{out}");
+    let out = forward(
+        "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        &ForwardPolicy::default(),
+    );
+    assert!(!out.contains("Content-Length"), "{out}");
 }
 
 #[test]
