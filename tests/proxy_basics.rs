@@ -321,11 +321,37 @@ fn access_log_records_each_request() {
     let _ = std::fs::remove_file(&log);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2, "access log:\n{text}");
+    let line = lines
+        .iter()
+        .find(|l| l.contains("\"GET /name HTTP/1.1\""))
+        .unwrap_or_else(|| panic!("no line for /name:\n{text}"));
+    // `127.0.0.1 - - [26/Nov/2026:19:17:00 +0000] "GET /name HTTP/1.1" 200 <bytes> <s.micros>
+    // <upstream> conn=<id>`, field by field.
+    let (prefix, rest) = line.split_once(" [").expect("time field");
+    assert_eq!(prefix, "127.0.0.1 - -", "{line}");
+    let (stamp, rest) = rest.split_once("] ").expect("time field end");
+    assert_eq!(stamp.len(), 26, "{line}");
     assert!(
-        lines
-            .iter()
-            .any(|l| l.starts_with("127.0.0.1 ") && l.contains("\"GET /name HTTP/1.1\" 200 ")),
-        "access log:\n{text}"
+        stamp.ends_with(" +0000") && stamp.as_bytes()[2] == b'/',
+        "{line}"
+    );
+    let rest = rest
+        .strip_prefix("\"GET /name HTTP/1.1\" ")
+        .expect("request line");
+    let fields: Vec<&str> = rest.split(' ').collect();
+    assert_eq!(fields.len(), 5, "{line}");
+    assert_eq!(fields[0], "200", "{line}");
+    let body_and_head: u64 = fields[1].parse().expect("bytes");
+    assert!(body_and_head > "alpha".len() as u64, "{line}");
+    let (secs, micros) = fields[2].split_once('.').expect("latency");
+    assert!(secs.parse::<u64>().is_ok() && micros.len() == 6, "{line}");
+    assert!(micros.bytes().all(|b| b.is_ascii_digit()), "{line}");
+    assert_eq!(fields[3], up.addr.to_string(), "{line}");
+    assert!(
+        fields[4]
+            .strip_prefix("conn=")
+            .is_some_and(|n| n.parse::<u64>().is_ok()),
+        "{line}"
     );
     assert!(
         lines

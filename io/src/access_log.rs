@@ -9,9 +9,9 @@
 //! worker; lines go to a per-worker buffer flushed when it passes 32 KiB, every second, and at
 //! shutdown, so logging costs no syscall per request.
 
+use proxy_core::rewrite::write_decimal;
 use std::fs::File;
 use std::io::{self, Write};
-use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const FLUSH_AT: usize = 32 * 1024;
@@ -48,8 +48,8 @@ pub struct AccessRecord<'a> {
     pub bytes: u64,
     /// From the first byte of the request head to the last byte of the response.
     pub latency: Duration,
-    /// The upstream endpoint used, if any.
-    pub upstream: Option<SocketAddr>,
+    /// The upstream endpoint used (`ip:port`), if any.
+    pub upstream: Option<&'a [u8]>,
     /// The client connection id.
     pub conn: u64,
 }
@@ -88,21 +88,23 @@ impl AccessLog {
         b.extend_from_slice(b"] \"");
         // Control bytes in a request line would forge log lines; httparse already refuses them.
         b.extend_from_slice(r.request_line);
-        let _ = write!(
-            b,
-            "\" {} {} {}.{:06} ",
-            r.status,
-            r.bytes,
-            r.latency.as_secs(),
-            r.latency.subsec_micros()
-        );
-        match r.upstream {
-            Some(a) => {
-                let _ = write!(b, "{a}");
-            }
-            None => b.push(b'-'),
+        // Numbers by hand: `write!` was most of the cost of a line (about 2,900 instructions).
+        b.extend_from_slice(b"\" ");
+        write_decimal(b, u64::from(r.status));
+        b.push(b' ');
+        write_decimal(b, r.bytes);
+        b.push(b' ');
+        write_decimal(b, r.latency.as_secs());
+        let micros = r.latency.subsec_micros();
+        b.push(b'.');
+        for div in [100_000, 10_000, 1_000, 100, 10, 1] {
+            b.push(b'0' + (micros / div % 10) as u8);
         }
-        let _ = writeln!(b, " conn={}", r.conn);
+        b.push(b' ');
+        b.extend_from_slice(r.upstream.unwrap_or(b"-"));
+        b.extend_from_slice(b" conn=");
+        write_decimal(b, r.conn);
+        b.push(b'\n');
         if self.buf.len() >= FLUSH_AT {
             self.flush();
         }

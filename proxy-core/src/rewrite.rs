@@ -206,8 +206,8 @@ fn write_list_values(buf: &[u8], head: &RequestHead, name: &[u8], out: &mut Vec<
     }
 }
 
-/// Appends `n` in decimal without going through `fmt`.
-fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
+/// Appends `n` in decimal without going through `fmt` (which costs far more per number).
+pub fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {

@@ -10,7 +10,6 @@ use proxy_core::config::Config;
 use proxy_core::http1::{BodyFraming, Method, RequestHead, ResponseHead, Version};
 use proxy_core::rewrite::{write_request_head, write_response_head, ForwardContext, ResponsePlan};
 use proxy_core::Status;
-use std::net::SocketAddr;
 use std::time::Instant;
 
 /// The facts about a request that outlive its parsed head.
@@ -162,7 +161,7 @@ impl Client {
                 };
                 let close = !body.is_done() || !req.keep_alive || ctx.drain.is_fired();
                 let sent = self.send_status(ctx, cfg, status, close).await;
-                self.log(ctx, status.code(), sent, started, Some(ep.addr));
+                self.log(ctx, status.code(), sent, started, Some(ep.id));
                 return if close { Next::Close } else { Next::KeepAlive };
             }
         };
@@ -174,7 +173,7 @@ impl Client {
             ctx.buffers.give(ubuf);
             ctx.buffers.give(out);
             self.buf = Some(cbuf);
-            return self.bad_upstream_answer(ctx, cfg, started, ep.addr).await;
+            return self.bad_upstream_answer(ctx, cfg, started, ep.id).await;
         }
         if facts.status == 101 {
             out.extend_from_slice(&ubuf[facts.head_len..]);
@@ -183,7 +182,7 @@ impl Client {
             let sent = out.len() as u64;
             ctx.buffers.give(out);
             ctx.stats.count_response(101);
-            self.log(ctx, 101, sent, started, Some(ep.addr));
+            self.log(ctx, 101, sent, started, Some(ep.id));
             self.buf = Some(cbuf);
             return if res.is_ok() {
                 Next::Tunnel(up)
@@ -208,7 +207,7 @@ impl Client {
             ctx.buffers.give(ubuf);
             ctx.buffers.give(out);
             self.buf = Some(cbuf);
-            return self.bad_upstream_answer(ctx, cfg, started, ep.addr).await;
+            return self.bad_upstream_answer(ctx, cfg, started, ep.id).await;
         };
         ubuf.drain(..facts.head_len + taken);
         let (res, o) = self.io.write_all(out, cfg.timeouts.idle).await;
@@ -261,7 +260,7 @@ impl Client {
         ctx.recycle(ubuf);
         ctx.buffers.give(out);
         ctx.stats.count_response(facts.status);
-        self.log(ctx, facts.status, sent, started, Some(ep.addr));
+        self.log(ctx, facts.status, sent, started, Some(ep.id));
         self.buf = Some(cbuf);
         if close || !complete {
             Next::Close
@@ -360,7 +359,7 @@ impl Client {
         ctx: &WorkerCtx,
         cfg: &Config,
         started: Instant,
-        up: SocketAddr,
+        up: usize,
     ) -> Next {
         ctx.stats.upstream_errors.inc();
         let sent = self.send_status(ctx, cfg, Status::BadGateway, true).await;
@@ -399,7 +398,7 @@ impl Client {
         status: u16,
         bytes: u64,
         started: Instant,
-        upstream: Option<SocketAddr>,
+        upstream: Option<usize>,
     ) {
         if ctx.access_log.is_none() {
             return;
@@ -414,7 +413,7 @@ impl Client {
             status,
             bytes,
             latency: started.elapsed(),
-            upstream,
+            upstream: upstream.map(|id| ctx.endpoint_authority(id)),
             conn: self.id,
         });
     }
