@@ -486,3 +486,46 @@ fn port_already_in_use_is_refused_at_startup() {
     );
     drop(taken);
 }
+
+#[test]
+fn a_status_line_without_reason_phrase_is_relayed_and_the_worker_survives() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let origin = std::thread::spawn(move || {
+        for reply in [
+            &b"HTTP/1.1 200\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"[..],
+            b"HTTP/1.1 200 Tr\xe8s bien\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: Content-Length, close\r\n\r\nok",
+        ] {
+            let (mut s, _) = listener.accept().expect("accept");
+            let mut head = [0u8; 1024];
+            let _ = s.read(&mut head);
+            let _ = s.write_all(reply);
+        }
+    });
+    // One worker, so a worker lost to the first answer would fail the later requests.
+    let proxy = Proxy::start_args(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--upstream",
+            &addr.to_string(),
+        ]
+        .map(String::from),
+    );
+    for _ in 0..3 {
+        let r = Client::connect(proxy.addr).request("GET / HTTP/1.1\r\nHost: r.test\r\n\r\n");
+        assert_eq!(
+            (r.status, r.body_text().as_str()),
+            (200, "ok"),
+            "{}",
+            r.summary()
+        );
+    }
+    origin.join().expect("origin");
+}

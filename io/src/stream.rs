@@ -55,6 +55,16 @@ impl Timed {
         }
     }
 
+    /// Bytes written to the socket that the peer has not acknowledged yet (SIOCOUTQ): what sits
+    /// in the kernel's send queue. `None` if the kernel will not say.
+    pub(crate) fn unacknowledged(&self) -> Option<u64> {
+        use std::os::fd::AsRawFd;
+        let mut queued: libc::c_int = 0;
+        // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int through the pointer, which is valid.
+        let rc = unsafe { libc::ioctl(self.stream.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+        (rc == 0).then(|| u64::try_from(queued).unwrap_or(0))
+    }
+
     /// Drops the timer and canceller (about 800 bytes) while the stream sits idle; the next
     /// timed operation makes new ones.
     pub(crate) fn release(&mut self) {

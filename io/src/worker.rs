@@ -372,9 +372,32 @@ async fn accept_loop(
     );
 }
 
+/// How many bytes not yet sent may queue in a client socket before writes wait.
+///
+/// Without a limit the kernel autotunes the send buffer up to `tcp_wmem`'s maximum (4 MiB here),
+/// so a response is "written" the moment it fits there: a slow-read client then costs megabytes
+/// of kernel memory and its minimum-rate deadline never sees a blocked write. With this limit a
+/// slow reader blocks Ringway's write after 256 KiB and the deadline applies.
+const CLIENT_NOTSENT_LOWAT: libc::c_int = 256 * 1024;
+
+fn limit_unsent(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: setsockopt reads one int from a valid pointer; a failure changes nothing.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            std::ptr::from_ref(&CLIENT_NOTSENT_LOWAT).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
 fn spawn_connection(ctx: &Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr) {
     ctx.stats.connections_accepted.inc();
     let _ = stream.set_nodelay(true);
+    limit_unsent(&stream);
     let seq = ctx.next_conn.get();
     ctx.next_conn.set(seq + 1);
     let id = ((ctx.index as u64) << 48) | seq;
@@ -385,7 +408,7 @@ fn spawn_connection(ctx: &Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr) {
     }
     ctx.active.set(ctx.active.get() + 1);
     ctx.stats.connections_active.inc();
-    monoio::spawn(proxy::serve(
+    proxy::spawn_connection_task(proxy::serve(
         proxy::ActiveGuard(ctx.clone()),
         stream,
         peer,

@@ -175,6 +175,11 @@ pub fn write_response_head(buf: &[u8], head: &ResponseHead, plan: ResponsePlan, 
     for h in head.headers.as_slice() {
         let name = h.name.of(buf);
         let value = h.value.of(buf);
+        // Restated once below from the parsed framing: a `Connection` field naming it must not
+        // make the client read the body differently from how Ringway relays it.
+        if name.eq_ignore_ascii_case(b"content-length") {
+            continue;
+        }
         if is_hop_by_hop(name) {
             let keep = (switching && name.eq_ignore_ascii_case(b"upgrade"))
                 || (!plan.dechunk && name.eq_ignore_ascii_case(b"transfer-encoding"));
@@ -185,6 +190,11 @@ pub fn write_response_head(buf: &[u8], head: &ResponseHead, plan: ResponsePlan, 
             continue;
         }
         write_field(out, name, value);
+    }
+    if let (false, Some(n)) = (head.chunked || plan.dechunk, head.content_length) {
+        out.extend_from_slice(b"Content-Length: ");
+        write_decimal(out, n);
+        out.extend_from_slice(b"\r\n");
     }
     if switching {
         out.extend_from_slice(b"Connection: Upgrade\r\n");

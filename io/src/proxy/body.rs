@@ -233,6 +233,8 @@ pub(crate) struct MinRate {
     grace: Duration,
     waited: Duration,
     bytes: u64,
+    /// Bytes written to a receiving client before the pump started (the response head).
+    written_before: u64,
 }
 
 impl MinRate {
@@ -243,11 +245,19 @@ impl MinRate {
             grace,
             waited: Duration::ZERO,
             bytes: 0,
+            written_before: 0,
         }
     }
 
+    /// Accounts for `n` bytes already written to the receiving client, taking `waited`.
+    pub(crate) fn after_writing(&mut self, n: u64, waited: Duration) -> MinRate {
+        self.written_before = n;
+        self.waited += waited;
+        *self
+    }
+
     /// How long the next client operation may take, at most `base`.
-    fn limit(&self, base: Duration) -> Duration {
+    pub(crate) fn limit(&self, base: Duration) -> Duration {
         let earned = self.grace + Duration::from_secs_f64(self.bytes as f64 / self.rate as f64);
         base.min(earned.saturating_sub(self.waited))
     }
@@ -256,6 +266,14 @@ impl MinRate {
         self.waited += waited;
         self.bytes += bytes as u64;
     }
+}
+
+/// The bytes a receiving client has actually taken: what was written, minus what still sits
+/// unacknowledged in the socket's send queue. Counting written bytes instead would credit a
+/// slow reader with everything the kernel buffered for it (megabytes, once the send buffer
+/// autotunes), which is minutes of allowance at a 1 KiB/s minimum.
+fn delivered(dst: &Timed, written: u64) -> u64 {
+    written.saturating_sub(dst.unacknowledged().unwrap_or(0))
 }
 
 /// Runs a client-side operation under `rate` (if it applies to `side`): its timeout shrinks to
@@ -343,7 +361,10 @@ pub(crate) async fn pump(
             Relay::Dechunk(_) | Relay::Rechunk(_) => (Ok(()), 0),
         };
         written += n as u64;
-        client_record(&mut rate, ClientSide::Dst, since, n);
+        if let Some(r) = rate.as_mut().filter(|r| r.side == ClientSide::Dst) {
+            r.waited += since.elapsed();
+            r.bytes = delivered(dst, r.written_before + written);
+        }
         res.map_err(|_| PumpError::Dst)?;
         buf.drain(..consumed);
     }

@@ -210,7 +210,14 @@ impl Client {
             return self.bad_upstream_answer(ctx, cfg, started, ep.id).await;
         };
         ubuf.drain(..facts.head_len + taken);
-        let (res, o) = self.io.write_all(out, cfg.timeouts.idle).await;
+        // The minimum rate covers this first write too: a reader with a tiny window blocks it.
+        let mut rate = cfg
+            .limits
+            .min_client_rate
+            .map(|r| MinRate::new(ClientSide::Dst, r, cfg.timeouts.header));
+        let write_started = Instant::now();
+        let limit = rate.map_or(cfg.timeouts.idle, |r| r.limit(cfg.timeouts.idle));
+        let (res, o) = self.io.write_all(out, limit).await;
         out = o;
         let mut sent = out.len() as u64;
         let mut complete = res.is_ok();
@@ -218,10 +225,9 @@ impl Client {
             let timeouts = PumpTimeouts {
                 src: cfg.timeouts.upstream_response,
                 dst: cfg.timeouts.idle,
-                client_rate: cfg
-                    .limits
-                    .min_client_rate
-                    .map(|r| MinRate::new(ClientSide::Dst, r, cfg.timeouts.header)),
+                client_rate: rate
+                    .as_mut()
+                    .map(|r| r.after_writing(sent, write_started.elapsed())),
             };
             ctx.upsize_for(&mut ubuf, &rbody);
             let relay = if dechunk {

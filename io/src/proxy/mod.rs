@@ -9,7 +9,9 @@
 mod body;
 
 pub(crate) use body::BodyTracker;
+pub(crate) use guard::spawn_connection_task;
 mod exchange;
+mod guard;
 mod tunnel;
 mod upstream;
 
@@ -108,7 +110,7 @@ async fn run(guard: ActiveGuard, mut client: Client, mut woken: bool) {
                 Linger::Request => {}
                 Linger::Close => break,
                 Linger::Idle => {
-                    monoio::spawn(park(guard, client, LINGER));
+                    guard::spawn_connection_task(park(guard, client, LINGER));
                     return;
                 }
             }
@@ -150,7 +152,7 @@ async fn park(guard: ActiveGuard, mut client: Client, waited: Duration) {
         tracing::trace!(conn = client.id, "idle connection closed");
         return;
     }
-    monoio::spawn(run(guard, client, true));
+    guard::spawn_connection_task(run(guard, client, true));
 }
 
 /// How the wait for the next request ended.

@@ -23,7 +23,11 @@ pub enum ChunkedError {
     BadLineEnding,
     /// A chunk-size line or the trailer section is too long.
     TooLong,
+    /// A trailer line that is not a header field (`name: value`, no control characters).
+    BadTrailer,
 }
+
+use super::head::is_tchar;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -41,8 +45,8 @@ enum State {
     DataLf,
     /// At the start of a trailer line (or of the final blank line).
     TrailerStart,
-    /// Inside a trailer field line.
-    TrailerLine,
+    /// Inside a trailer field line, before or after its colon.
+    TrailerLine { colon: bool },
     /// Saw CR inside or after a trailer field line.
     TrailerLf { blank: bool },
     /// The whole body has been seen.
@@ -184,14 +188,25 @@ impl ChunkedDecoder {
                     self.state = match b {
                         b'\r' => State::TrailerLf { blank: true },
                         b'\n' => return Err(ChunkedError::BadLineEnding),
-                        _ => State::TrailerLine,
+                        _ if is_tchar(b) => State::TrailerLine { colon: false },
+                        _ => return Err(ChunkedError::BadTrailer),
                     };
                 }
-                State::TrailerLine => {
+                State::TrailerLine { colon: false } => {
+                    self.bump_line(MAX_TRAILERS)?;
+                    match b {
+                        b':' => self.state = State::TrailerLine { colon: true },
+                        _ if is_tchar(b) => {}
+                        _ => return Err(ChunkedError::BadTrailer),
+                    }
+                }
+                State::TrailerLine { colon: true } => {
                     self.bump_line(MAX_TRAILERS)?;
                     match b {
                         b'\r' => self.state = State::TrailerLf { blank: false },
                         b'\n' => return Err(ChunkedError::BadLineEnding),
+                        b'\t' => {}
+                        _ if b < 0x20 || b == 0x7f => return Err(ChunkedError::BadTrailer),
                         _ => {}
                     }
                 }
@@ -304,6 +319,21 @@ mod tests {
         assert!(d.decode(b"00007fffffffffffffff\r\n").is_ok());
         let zeros = [vec![b'0'; 300], b"5\r\nhello\r\n0\r\n\r\n".to_vec()].concat();
         assert_eq!(run(&zeros, 7).unwrap().0, b"hello");
+        // Trailers must be header fields: no request line, no field without a colon, no NUL.
+        for bad in [
+            &b"0\r\nGET /x HTTP/1.1\r\n\r\n"[..],
+            b"0\r\n0\r\n\r\n",
+            b"0\r\nX-T: a\x00b\r\n\r\n",
+            b"0\r\n: v\r\n\r\n",
+            b"0\r\nX T: v\r\n\r\n",
+        ] {
+            assert_eq!(
+                run(bad, 3).unwrap_err(),
+                ChunkedError::BadTrailer,
+                "{bad:?}"
+            );
+        }
+        assert!(run(b"0\r\nX-T: a b\t\xe9\r\nY:\r\n\r\n", 3).unwrap().2);
         let long = [b"1;".as_slice(), &[b'a'; 5000]].concat();
         assert_eq!(run(&long, 64).unwrap_err(), ChunkedError::TooLong);
     }

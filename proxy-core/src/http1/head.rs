@@ -20,10 +20,16 @@ impl Span {
         &buf[self.start as usize..self.end as usize]
     }
 
-    /// The span of `part`, which must be a sub-slice of `base`.
+    /// The span of `part` inside `base`. A `part` that is not a sub-slice of `base` (httparse
+    /// hands out a static `""` for some empty fields, such as a missing reason phrase) gets an
+    /// empty span: pointer arithmetic across buffers must never become an index.
     #[inline]
     pub(crate) fn within(base: &[u8], part: &[u8]) -> Span {
-        let start = part.as_ptr() as usize - base.as_ptr() as usize;
+        let (b, p) = (base.as_ptr() as usize, part.as_ptr() as usize);
+        if p < b || p + part.len() > b + base.len() {
+            return Span::default();
+        }
+        let start = p - b;
         Span {
             start: start as u32,
             end: (start + part.len()) as u32,
