@@ -96,6 +96,12 @@ impl Setup {
     /// Starts `kind` and waits until its port accepts connections.
     pub fn start(&self, kind: Kind) -> Result<Running, String> {
         let port = kind.port(self.base_port);
+        if kind != Kind::Direct && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Err(format!(
+                "port {port} is already taken (a contender left over from an interrupted run?); \
+                 stop that process first"
+            ));
+        }
         let child = match kind {
             Kind::Direct => None,
             Kind::Ringway => Some(
@@ -136,6 +142,18 @@ impl Setup {
         };
         wait_for_port(running.port, Duration::from_secs(10))
             .map_err(|e| format!("{} did not start: {e}", kind.name()))?;
+        // Something else answering on the port (a contender left over from an interrupted run)
+        // would be measured in its place.
+        let mut running = running;
+        if let Some(child) = &mut running.child {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!(
+                    "{} exited at startup ({status}); is another process on port {}?",
+                    kind.name(),
+                    running.port
+                ));
+            }
+        }
         Ok(running)
     }
 
