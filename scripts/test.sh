@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every Ringway test on a fresh machine: installs what the tests need (idempotently), checks
 # formatting, lints and the sans-IO boundary, then runs the whole suite on io_uring and again
-# (the end-to-end part) on the epoll fallback.
+# (the end-to-end part) on the epoll fallback, then the differential framing test against h11
+# and the slow-client attacks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +34,13 @@ echo "test.sh: whole workspace, io_uring"
 RINGWAY_TEST_IO_DRIVER=uring run --workspace || status=1
 echo "test.sh: end-to-end suite again on epoll"
 RINGWAY_TEST_IO_DRIVER=epoll run -p ringway || status=1
+echo "test.sh: differential framing against h11"
+scripts/differential.sh || status=1
+echo "test.sh: slow-client attacks (slowhttptest), io_uring and epoll"
+cargo build --release --quiet -p ringway -p ringway-bench
+export RINGWAY_BIN=target/release/ringway BACKEND_BIN=target/release/ringway-bench-backend
+scripts/slow-clients.sh --quick --driver uring || status=1
+scripts/slow-clients.sh --quick --driver epoll || status=1
 if [ "$status" -ne 0 ]; then
   echo "test.sh: FAILED (see above)"
 fi
