@@ -132,14 +132,14 @@ impl ChunkedDecoder {
                 State::Size { digits } => {
                     self.bump_line(MAX_LINE)?;
                     if let Some(d) = hex_value(b) {
-                        // Sizes stay below 2^63, so no consumer's signed arithmetic overflows.
-                        if self.remaining > MAX_SIZE >> 4 {
+                        // At most 16 digits, leading zeros included (a parser that stops at 16
+                        // would read another size), and below 2^63, so no consumer's signed
+                        // arithmetic overflows.
+                        if digits >= 16 || self.remaining > MAX_SIZE >> 4 {
                             return Err(ChunkedError::BadSize);
                         }
                         self.remaining = (self.remaining << 4) | u64::from(d);
-                        self.state = State::Size {
-                            digits: digits.saturating_add(1),
-                        };
+                        self.state = State::Size { digits: digits + 1 };
                     } else if digits == 0 {
                         return Err(ChunkedError::BadSize);
                     } else if b == b';' {
@@ -316,9 +316,13 @@ mod tests {
             ChunkedError::BadSize
         );
         let mut d = ChunkedDecoder::new();
-        assert!(d.decode(b"00007fffffffffffffff\r\n").is_ok());
-        let zeros = [vec![b'0'; 300], b"5\r\nhello\r\n0\r\n\r\n".to_vec()].concat();
-        assert_eq!(run(&zeros, 7).unwrap().0, b"hello");
+        assert!(d.decode(b"7fffffffffffffff\r\n").is_ok());
+        let zeros = [vec![b'0'; 16], b"5\r\nhello\r\n0\r\n\r\n".to_vec()].concat();
+        assert_eq!(run(&zeros, 7).unwrap_err(), ChunkedError::BadSize);
+        assert_eq!(
+            run(b"000000000000005\r\nhello\r\n0\r\n\r\n", 7).unwrap().0,
+            b"hello"
+        );
         // Trailers must be header fields: no request line, no field without a colon, no NUL.
         for bad in [
             &b"0\r\nGET /x HTTP/1.1\r\n\r\n"[..],
