@@ -396,3 +396,47 @@ fn chunked_request_bodies_are_reframed_without_extensions_or_trailers() {
         "the origin got the client's chunk lines or trailers: {text:?}"
     );
 }
+
+#[test]
+fn an_upstream_100_continue_during_the_body_is_not_taken_for_the_response() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let origin = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+            }
+        }
+        // An origin may send 100 Continue on its own (RFC 9110 §15.2: clients must cope).
+        let _ = s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+        while !got.ends_with(b"hello") {
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    });
+    let proxy = Proxy::start(&[addr], &[]);
+    let mut c = Client::connect(proxy.addr);
+    c.send("POST /x HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    std::thread::sleep(Duration::from_millis(200));
+    c.send("hello");
+    let r = c.read_response().expect("final response");
+    assert_eq!(
+        (r.status, r.body_text().as_str()),
+        (200, "ok"),
+        "{}",
+        r.summary()
+    );
+    // The proxy's own 100 (it answers Expect itself); the origin's is not relayed twice.
+    assert_eq!(r.interim, vec![100], "{}", r.summary());
+    origin.join().expect("origin");
+}

@@ -49,13 +49,15 @@ const HOP_BY_HOP: &[&[u8]] = &[
 ];
 
 /// Request fields the rewrite replaces with its own value under the default policy
-/// (Content-Length is restated once, however the client repeated or listed it).
+/// (Content-Length is restated once, however the client repeated or listed it), or drops
+/// (Trailer: request trailers are not forwarded).
 const REPLACED: &[&[u8]] = &[
     b"host",
     b"x-forwarded-for",
     b"x-forwarded-proto",
     b"via",
     b"content-length",
+    b"trailer",
 ];
 
 /// Checks one arbitrary input as a request head.

@@ -2,10 +2,12 @@
 //! caller-owned buffer that is reused across requests (so steady state allocates nothing).
 //!
 //! Requests lose their hop-by-hop fields (Connection and every field it names, Keep-Alive,
-//! Proxy-Connection, TE except `trailers`, Upgrade unless tunnelling, Transfer-Encoding (chunked
-//! bodies are re-framed by the I/O layer and their trailers dropped), and Expect which the proxy answers itself) and gain X-Forwarded-For,
-//! X-Forwarded-Proto and Via as configured. Responses lose the same hop-by-hop fields and say
-//! `Connection: close` when the client connection will close. `Trailer` is end-to-end and stays.
+//! Proxy-Connection, TE except `trailers`, Upgrade unless tunnelling, Transfer-Encoding, and
+//! Expect, which the proxy answers itself) and gain X-Forwarded-For, X-Forwarded-Proto and Via as
+//! configured. Chunked request bodies are re-framed by the I/O layer and their trailers dropped,
+//! so the `Trailer` field announcing them goes too. Responses lose the same hop-by-hop fields and
+//! say `Connection: close` when the client connection will close; their `Trailer` field and
+//! trailers stay.
 
 use crate::http1::{has_token, BodyFraming, RequestHead, ResponseHead, Version};
 
@@ -99,8 +101,10 @@ pub fn write_request_head(
             continue;
         }
         // Content-Length is written once below, whatever list or repeats the client sent.
+        // Request trailers are dropped when the body is re-framed, so nothing announces them.
         let replaced = name.eq_ignore_ascii_case(b"host")
             || name.eq_ignore_ascii_case(b"content-length")
+            || name.eq_ignore_ascii_case(b"trailer")
             || (policy.x_forwarded_for && name.eq_ignore_ascii_case(b"x-forwarded-for"))
             || (policy.x_forwarded_proto && name.eq_ignore_ascii_case(b"x-forwarded-proto"))
             || (policy.via.is_some() && name.eq_ignore_ascii_case(b"via"));

@@ -192,7 +192,7 @@ impl Client {
                     Ok(None) => (0, 0),
                     Err(_) => return Err(HeadError::Garbage),
                 };
-                if let (status @ 101..=199, head_len) = interim {
+                if let (status @ 100..=199, head_len) = interim {
                     if status != 100 && client_version == Version::Http11 {
                         let copy = ubuf[..head_len].to_vec();
                         let (res, _) = self.io.write_all(copy, cfg.timeouts.idle).await;
