@@ -87,9 +87,13 @@ impl Status {
         match self {
             Status::BadRequest => canned!("400 Bad Request", "12", "bad request\n"),
             Status::NotFound => canned!("404 Not Found", "26", "no route for this request\n"),
-            Status::MethodNotAllowed => {
-                canned!("405 Method Not Allowed", "19", "method not allowed\n")
-            }
+            // RFC 9110 §15.5.6: a 405 names the methods that are allowed. Every method but
+            // CONNECT is forwarded.
+            Status::MethodNotAllowed => canned!(
+                "405 Method Not Allowed\r\nAllow: GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH",
+                "19",
+                "method not allowed\n"
+            ),
             Status::RequestTimeout => canned!("408 Request Timeout", "18", "request timed out\n"),
             Status::PayloadTooLarge => {
                 canned!("413 Payload Too Large", "23", "request body too large\n")
@@ -158,6 +162,11 @@ mod tests {
                     .unwrap();
                 assert_eq!(len, body.len(), "{text}");
                 assert_eq!(head.contains("Connection: close"), close);
+                assert_eq!(
+                    head.contains("\r\nAllow: GET, HEAD, POST"),
+                    status == Status::MethodNotAllowed,
+                    "{text}"
+                );
             }
         }
     }
