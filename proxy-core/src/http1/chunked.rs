@@ -243,7 +243,8 @@ impl ChunkedDecoder {
     }
 }
 
-fn hex_value(b: u8) -> Option<u8> {
+/// The value of one hexadecimal digit.
+pub(super) fn hex_value(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
         b'a'..=b'f' => Some(b - b'a' + 10),

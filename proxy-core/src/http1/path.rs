@@ -12,6 +12,8 @@
 //!   backslash, an encoded NUL, and any malformed escape.
 //! - Empty segments (`//`) are kept as sent; the query string is never touched.
 
+use super::chunked::hex_value;
+
 /// Why a path was refused (the request gets 400).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathError {
@@ -61,8 +63,8 @@ fn decode(path: &mut [u8]) -> Result<usize, PathError> {
         match b {
             b'%' => {
                 let (Some(hi), Some(lo)) = (
-                    path.get(r + 1).copied().and_then(hex),
-                    path.get(r + 2).copied().and_then(hex),
+                    path.get(r + 1).copied().and_then(hex_value),
+                    path.get(r + 2).copied().and_then(hex_value),
                 ) else {
                     return Err(PathError::BadEscape);
                 };
@@ -137,15 +139,6 @@ fn remove_dot_segments(path: &mut [u8]) -> Result<usize, PathError> {
         w = 1;
     }
     Ok(w)
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 fn is_unreserved(b: u8) -> bool {
