@@ -68,6 +68,8 @@ fn smuggling_shapes_are_refused() {
         ("GET / HTTP/1.1\nHost: a\n\n", ParseError::BareLineEnding),
         ("GET / HTTP/1.1\r\nHost: a\nX: y\r\n\r\n", ParseError::BareLineEnding),
         ("GET / HTTP/1.1\r\nHost: a\r\nX: y\rz\r\n\r\n", ParseError::Malformed),
+        // One bare CR and one bare LF: equal counts, but httparse refuses the CR first.
+        ("GET / HTTP/1.1\r\nHost: a\r\nX: y\rz\nW: v\r\n\r\n", ParseError::Malformed),
         ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", ParseError::Malformed),
         ("GET / HTTP/1.1\r\n\r\n", ParseError::BadHost),
         ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", ParseError::BadHost),
