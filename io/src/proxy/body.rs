@@ -250,21 +250,16 @@ impl MinRate {
     }
 
     /// Accounts for `n` bytes already written to the receiving client, taking `waited`.
-    pub(crate) fn after_writing(&mut self, n: u64, waited: Duration) -> MinRate {
+    pub(crate) fn after_writing(mut self, n: u64, waited: Duration) -> MinRate {
         self.written_before = n;
         self.waited += waited;
-        *self
+        self
     }
 
     /// How long the next client operation may take, at most `base`.
     pub(crate) fn limit(&self, base: Duration) -> Duration {
         let earned = self.grace + Duration::from_secs_f64(self.bytes as f64 / self.rate as f64);
         base.min(earned.saturating_sub(self.waited))
-    }
-
-    fn record(&mut self, waited: Duration, bytes: usize) {
-        self.waited += waited;
-        self.bytes += bytes as u64;
     }
 }
 
@@ -274,23 +269,6 @@ impl MinRate {
 /// autotunes), which is minutes of allowance at a 1 KiB/s minimum.
 fn delivered(dst: &Timed, written: u64) -> u64 {
     written.saturating_sub(dst.unacknowledged().unwrap_or(0))
-}
-
-/// Runs a client-side operation under `rate` (if it applies to `side`): its timeout shrinks to
-/// what the rate allows, and its wait and byte count are recorded.
-fn client_timeout(rate: &Option<MinRate>, side: ClientSide, base: Duration) -> Duration {
-    match rate {
-        Some(r) if r.side == side => r.limit(base),
-        _ => base,
-    }
-}
-
-fn client_record(rate: &mut Option<MinRate>, side: ClientSide, since: Instant, bytes: usize) {
-    if let Some(r) = rate {
-        if r.side == side {
-            r.record(since.elapsed(), bytes);
-        }
-    }
 }
 
 /// Moves the rest of a body from `src` to `dst`.
@@ -309,14 +287,22 @@ pub(crate) async fn pump(
     mut relay: Relay<'_>,
 ) -> Result<u64, PumpError> {
     let mut written = 0u64;
-    let mut rate = timeouts.client_rate;
+    // The minimum rate watches one side only; the clock is read only for that side.
+    let (mut src_rate, mut dst_rate) = match timeouts.client_rate {
+        Some(r) if r.side == ClientSide::Src => (Some(r), None),
+        Some(r) => (None, Some(r)),
+        None => (None, None),
+    };
     while !body.is_done() {
         if buf.is_empty() {
-            let since = Instant::now();
-            let limit = client_timeout(&rate, ClientSide::Src, timeouts.src);
+            let since = src_rate.is_some().then(Instant::now);
+            let limit = src_rate.map_or(timeouts.src, |r| r.limit(timeouts.src));
             let (res, b) = src.read_append(std::mem::take(buf), limit).await;
             *buf = b;
-            client_record(&mut rate, ClientSide::Src, since, buf.len());
+            if let (Some(r), Some(since)) = (&mut src_rate, since) {
+                r.waited += since.elapsed();
+                r.bytes += buf.len() as u64;
+            }
             match res {
                 Ok(0) if matches!(body, BodyTracker::UntilClose) => {
                     *body = BodyTracker::Done;
@@ -342,8 +328,8 @@ pub(crate) async fn pump(
         if body.over_limit(limit) {
             return Err(PumpError::TooLarge);
         }
-        let since = Instant::now();
-        let limit = client_timeout(&rate, ClientSide::Dst, timeouts.dst);
+        let since = dst_rate.is_some().then(Instant::now);
+        let limit = dst_rate.map_or(timeouts.dst, |r| r.limit(timeouts.dst));
         let (res, n) = match &mut relay {
             Relay::Raw => {
                 let (res, slice) = dst
@@ -361,7 +347,7 @@ pub(crate) async fn pump(
             Relay::Dechunk(_) | Relay::Rechunk(_) => (Ok(()), 0),
         };
         written += n as u64;
-        if let Some(r) = rate.as_mut().filter(|r| r.side == ClientSide::Dst) {
+        if let (Some(r), Some(since)) = (&mut dst_rate, since) {
             r.waited += since.elapsed();
             r.bytes = delivered(dst, r.written_before + written);
         }

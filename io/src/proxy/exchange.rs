@@ -211,7 +211,7 @@ impl Client {
         };
         ubuf.drain(..facts.head_len + taken);
         // The minimum rate covers this first write too: a reader with a tiny window blocks it.
-        let mut rate = cfg
+        let rate = cfg
             .limits
             .min_client_rate
             .map(|r| MinRate::new(ClientSide::Dst, r, cfg.timeouts.header));
@@ -225,9 +225,7 @@ impl Client {
             let timeouts = PumpTimeouts {
                 src: cfg.timeouts.upstream_response,
                 dst: cfg.timeouts.idle,
-                client_rate: rate
-                    .as_mut()
-                    .map(|r| r.after_writing(sent, write_started.elapsed())),
+                client_rate: rate.map(|r| r.after_writing(sent, write_started.elapsed())),
             };
             ctx.upsize_for(&mut ubuf, &rbody);
             let relay = if dechunk {
