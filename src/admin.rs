@@ -1,10 +1,12 @@
-//! The admin endpoint: `GET /healthz` and `GET /metrics` (Prometheus text), served from one
-//! ordinary thread, off the data path. There are no state-changing calls yet; any method other
-//! than GET/HEAD is refused, with 401 first when a token is configured and not presented.
+//! The admin endpoint: `GET /healthz`, `GET /metrics` (Prometheus text) and `POST /reload`
+//! (re-read TLS certificates), served from one ordinary thread, off the data path. A
+//! state-changing call must present the token when one is configured (401 otherwise); other
+//! methods are refused with 405.
 
+use crate::tls::Reloadable;
 use proxy_core::config::Admin;
 use proxy_core::http1::parse_request;
-use proxy_io::metrics::{render_prometheus, WorkerStats};
+use proxy_io::metrics::{render_prometheus_with, WorkerStats};
 use proxy_io::shutdown::Shutdown;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -25,13 +27,14 @@ pub fn serve(
     token: Option<String>,
     workers: Vec<Arc<WorkerStats>>,
     shutdown: Shutdown,
+    tls: Reloadable,
 ) {
     let spawned = std::thread::Builder::new()
         .name("ringway-admin".into())
         .spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
-                if let Err(e) = handle(conn, token.as_deref(), &workers, &shutdown) {
+                if let Err(e) = handle(conn, token.as_deref(), &workers, &shutdown, &tls) {
                     tracing::debug!(error = %e, "admin request failed");
                 }
             }
@@ -46,6 +49,7 @@ fn handle(
     token: Option<&str>,
     workers: &[Arc<WorkerStats>],
     shutdown: &Shutdown,
+    tls: &Reloadable,
 ) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
     conn.set_write_timeout(Some(Duration::from_secs(5)))?;
@@ -79,6 +83,22 @@ fn handle(
                 );
             }
         }
+        if method == b"POST" && path == b"/reload" {
+            return match crate::tls::reload(tls) {
+                Ok(n) => respond(
+                    &mut conn,
+                    "200 OK",
+                    "text/plain",
+                    &format!("reloaded the certificates of {n} TLS listener(s)\n"),
+                ),
+                Err(e) => respond(
+                    &mut conn,
+                    "500 Internal Server Error",
+                    "text/plain",
+                    &format!("reload failed, the certificates in service stay: {e}\n"),
+                ),
+            };
+        }
         return respond(
             &mut conn,
             "405 Method Not Allowed",
@@ -98,7 +118,12 @@ fn handle(
             &mut conn,
             "200 OK",
             "text/plain; version=0.0.4",
-            &render_prometheus(workers),
+            &render_prometheus_with(
+                workers,
+                &tls.iter()
+                    .flat_map(|l| l.certificates())
+                    .collect::<Vec<_>>(),
+            ),
         ),
         _ => respond(
             &mut conn,

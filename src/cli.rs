@@ -32,6 +32,69 @@ pub struct Cli {
     #[arg(global = true, long, value_name = "ADDR")]
     pub upstream: Vec<String>,
 
+    /// TLS listen address (repeatable), serving the certificates of --tls-cert. Adds listeners
+    /// named `cli-tls`, `cli-tls-2`, ….
+    #[arg(global = true, long, value_name = "ADDR")]
+    pub listen_tls: Vec<String>,
+
+    /// Certificate chain (PEM) for --listen-tls (repeatable, paired in order with --tls-key);
+    /// SNI picks among them by their names, the first answers clients without SNI.
+    #[arg(global = true, long, value_name = "FILE")]
+    pub tls_cert: Vec<String>,
+
+    /// Private key (PEM) of the --tls-cert at the same position.
+    #[arg(global = true, long, value_name = "FILE")]
+    pub tls_key: Vec<String>,
+
+    /// Client certificates on --listen-tls: none, optional or required (needs --tls-client-ca).
+    #[arg(global = true, long, value_name = "MODE", value_parser = ["none", "optional", "required"])]
+    pub tls_client_auth: Option<String>,
+
+    /// CA bundle (PEM) client certificates must chain to.
+    #[arg(global = true, long, value_name = "FILE")]
+    pub tls_client_ca: Option<String>,
+
+    /// Pass the verified client certificate's subject upstream in this request field.
+    #[arg(global = true, long, value_name = "NAME")]
+    pub tls_client_subject_header: Option<String>,
+
+    /// Refuse TLS clients whose SNI matches no certificate, instead of using the first.
+    #[arg(global = true, long)]
+    pub tls_strict_sni: bool,
+
+    /// Time allowed for a TLS handshake (e.g. 10s).
+    #[arg(global = true, long, value_name = "DURATION", value_parser = duration)]
+    pub tls_handshake_timeout: Option<Duration>,
+
+    /// Add `Strict-Transport-Security: VALUE` to TLS responses that lack one
+    /// (e.g. "max-age=31536000; includeSubDomains").
+    #[arg(global = true, long, value_name = "VALUE")]
+    pub hsts: Option<String>,
+
+    /// Talk TLS to the --upstream endpoints.
+    #[arg(global = true, long)]
+    pub upstream_tls: bool,
+
+    /// CA bundle (PEM) to verify --upstream certificates against (default: system roots).
+    #[arg(global = true, long, value_name = "FILE")]
+    pub upstream_ca: Option<String>,
+
+    /// Name sent as SNI to --upstream endpoints and verified in their certificates.
+    #[arg(global = true, long, value_name = "NAME")]
+    pub upstream_server_name: Option<String>,
+
+    /// Client certificate (PEM) presented to --upstream endpoints (with --upstream-key).
+    #[arg(global = true, long, value_name = "FILE")]
+    pub upstream_cert: Option<String>,
+
+    /// Private key (PEM) of --upstream-cert.
+    #[arg(global = true, long, value_name = "FILE")]
+    pub upstream_key: Option<String>,
+
+    /// Do not verify --upstream certificates (testing only).
+    #[arg(global = true, long)]
+    pub upstream_tls_no_verify: bool,
+
     /// Worker threads (0 = one per CPU the process may run on).
     #[arg(global = true, long, value_name = "N")]
     pub workers: Option<usize>,

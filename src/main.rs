@@ -5,6 +5,7 @@ mod admin;
 mod cli;
 mod demo;
 mod settings;
+mod tls;
 
 use clap::Parser;
 use cli::{Cli, Command};
@@ -66,12 +67,20 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // Logging first: loading certificates warns about expired ones.
+    init_logging(&config.server.log_level);
+    let tls = match tls::load(&config) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("ringway: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     if cli.check {
         println!("ringway: configuration OK");
         return ExitCode::SUCCESS;
     }
-    init_logging(&config.server.log_level);
-    match run(config, demo.then_some(demo_upstreams)) {
+    match run(config, tls, demo.then_some(demo_upstreams)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -104,7 +113,11 @@ fn worker_cpus(config: &Config) -> Vec<usize> {
     proxy_io::runtime::allowed_cpus()
 }
 
-fn run(config: Config, demo: Option<Vec<std::net::SocketAddr>>) -> Result<(), String> {
+fn run(
+    config: Config,
+    tls: tls::TlsState,
+    demo: Option<Vec<std::net::SocketAddr>>,
+) -> Result<(), String> {
     let cpus = worker_cpus(&config);
     let workers = match config.server.workers {
         0 => cpus.len().max(1),
@@ -139,7 +152,7 @@ fn run(config: Config, demo: Option<Vec<std::net::SocketAddr>>) -> Result<(), St
     };
 
     let shutdown = Shutdown::new();
-    install_signal_handler(shutdown.clone())?;
+    install_signal_handler(shutdown.clone(), tls.listeners.clone())?;
     let stats: Vec<Arc<WorkerStats>> = (0..workers)
         .map(|_| Arc::new(WorkerStats::default()))
         .collect();
@@ -160,13 +173,21 @@ fn run(config: Config, demo: Option<Vec<std::net::SocketAddr>>) -> Result<(), St
                 ),
                 None => None,
             },
+            tls: tls.per_listener.clone(),
+            upstream_tls: tls.per_cluster.clone(),
             release_memory: Some(release_memory),
         });
     }
     let handles = spawn_workers(specs).map_err(|e| e.to_string())?;
     if let Some(((listener, addr), token)) = admin {
         tracing::info!(%addr, "admin endpoint listening");
-        admin::serve(listener, token, stats.clone(), shutdown.clone());
+        admin::serve(
+            listener,
+            token,
+            stats.clone(),
+            shutdown.clone(),
+            tls.listeners.clone(),
+        );
     }
     for (name, addr) in &bound {
         tracing::info!(listener = %name, %addr, workers, "listening");
@@ -186,15 +207,20 @@ fn run(config: Config, demo: Option<Vec<std::net::SocketAddr>>) -> Result<(), St
     Ok(())
 }
 
-fn install_signal_handler(shutdown: Shutdown) -> Result<(), String> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+fn install_signal_handler(shutdown: Shutdown, tls: tls::Reloadable) -> Result<(), String> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     std::thread::Builder::new()
         .name("ringway-signals".into())
         .spawn(move || {
             let mut seen = 0;
             for sig in signals.forever() {
+                if sig == SIGHUP {
+                    // Errors are logged by `reload`; the certificates in service stay.
+                    let _ = tls::reload(&tls);
+                    continue;
+                }
                 seen += 1;
                 if seen == 1 {
                     tracing::info!(signal = sig, "shutting down gracefully");

@@ -4,7 +4,8 @@
 
 use crate::cli::Cli;
 use proxy_core::config::{
-    Config, FileCluster, FileConfig, FileEndpoint, FileListener, FileRoute, Quantity,
+    Config, FileCertificate, FileCluster, FileConfig, FileEndpoint, FileListener, FileListenerTls,
+    FileRoute, FileUpstreamTls, Quantity,
 };
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
@@ -25,6 +26,14 @@ pub fn load(cli: &Cli) -> Result<Config, String> {
         None => (FileConfig::default(), "configuration".to_owned()),
     };
     apply_flags(cli, &mut file)?;
+    if !cli.upstream_tls
+        && (cli.upstream_ca.is_some()
+            || cli.upstream_server_name.is_some()
+            || cli.upstream_cert.is_some()
+            || cli.upstream_tls_no_verify)
+    {
+        return Err("--upstream-ca/--upstream-server-name/--upstream-cert/--upstream-tls-no-verify need --upstream-tls".into());
+    }
     resolve_hostnames(&mut file)?;
     Config::resolve(&file).map_err(|e| format!("{origin}: {e}"))
 }
@@ -82,7 +91,7 @@ fn apply_flags(cli: &Cli, file: &mut FileConfig) -> Result<(), String> {
     }
 
     let mut listens = cli.listen.clone();
-    if listens.is_empty() && cli.config.is_none() {
+    if listens.is_empty() && cli.listen_tls.is_empty() && cli.config.is_none() {
         listens.push(DEFAULT_LISTEN.to_owned());
     }
     for (i, bind) in listens.into_iter().enumerate() {
@@ -96,8 +105,13 @@ fn apply_flags(cli: &Cli, file: &mut FileConfig) -> Result<(), String> {
                 "--listen: the config file already has a listener named `{name}`"
             ));
         }
-        file.listeners.push(FileListener { name, bind });
+        file.listeners.push(FileListener {
+            name,
+            bind,
+            tls: None,
+        });
     }
+    add_tls_listeners(cli, file)?;
     if !cli.upstream.is_empty() {
         if file.clusters.iter().any(|c| c.name == "default") {
             return Err("--upstream: the config file already has a cluster named `default`".into());
@@ -108,11 +122,13 @@ fn apply_flags(cli: &Cli, file: &mut FileConfig) -> Result<(), String> {
             .map(|a| FileEndpoint {
                 addr: a.clone(),
                 weight: None,
+                host_name: None,
             })
             .collect();
         file.clusters.push(FileCluster {
             name: "default".into(),
             endpoints,
+            tls: upstream_tls(cli),
         });
         // A catch-all route: the least specific of all, so file routes still win.
         file.routes.push(FileRoute {
@@ -122,6 +138,72 @@ fn apply_flags(cli: &Cli, file: &mut FileConfig) -> Result<(), String> {
         });
     }
     Ok(())
+}
+
+/// Adds the `--listen-tls` listeners, all serving the `--tls-cert`/`--tls-key` pairs.
+fn add_tls_listeners(cli: &Cli, file: &mut FileConfig) -> Result<(), String> {
+    if cli.listen_tls.is_empty() {
+        if !cli.tls_cert.is_empty() || !cli.tls_key.is_empty() {
+            return Err("--tls-cert/--tls-key: no --listen-tls address to serve them on".into());
+        }
+        return Ok(());
+    }
+    if cli.tls_cert.is_empty() || cli.tls_cert.len() != cli.tls_key.len() {
+        return Err(format!(
+            "--listen-tls needs --tls-cert and --tls-key in pairs (got {} certificates and {} keys)",
+            cli.tls_cert.len(),
+            cli.tls_key.len()
+        ));
+    }
+    let certificates: Vec<FileCertificate> = cli
+        .tls_cert
+        .iter()
+        .zip(&cli.tls_key)
+        .map(|(cert, key)| FileCertificate {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_auth: None,
+            client_ca: None,
+        })
+        .collect();
+    let tls = FileListenerTls {
+        certificates,
+        strict_sni: Some(cli.tls_strict_sni),
+        client_auth: cli.tls_client_auth.clone(),
+        client_ca: cli.tls_client_ca.clone(),
+        client_subject_header: cli.tls_client_subject_header.clone(),
+        hsts: cli.hsts.clone(),
+        handshake_timeout: cli.tls_handshake_timeout.map(secs),
+    };
+    for (i, bind) in cli.listen_tls.iter().enumerate() {
+        let name = if i == 0 {
+            "cli-tls".to_owned()
+        } else {
+            format!("cli-tls-{}", i + 1)
+        };
+        if file.listeners.iter().any(|l| l.name == name) {
+            return Err(format!(
+                "--listen-tls: the config file already has a listener named `{name}`"
+            ));
+        }
+        file.listeners.push(FileListener {
+            name,
+            bind: bind.clone(),
+            tls: Some(tls.clone()),
+        });
+    }
+    Ok(())
+}
+
+/// The `[clusters.tls]` table the `--upstream-*` TLS flags describe, if any.
+fn upstream_tls(cli: &Cli) -> Option<FileUpstreamTls> {
+    cli.upstream_tls.then(|| FileUpstreamTls {
+        ca: cli.upstream_ca.clone(),
+        server_name: cli.upstream_server_name.clone(),
+        cert: cli.upstream_cert.clone(),
+        key: cli.upstream_key.clone(),
+        verify: Some(!cli.upstream_tls_no_verify),
+    })
 }
 
 /// Replaces `name:port` endpoint addresses by the first address the name resolves to.
@@ -147,6 +229,7 @@ fn resolve_hostnames(file: &mut FileConfig) -> Result<(), String> {
                         e.addr
                     )
                 })?;
+            e.host_name = e.addr.rsplit_once(':').map(|(h, _)| h.to_owned());
             e.addr = resolved.to_string();
         }
     }

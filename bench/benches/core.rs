@@ -153,6 +153,7 @@ fn bench_rewrite(c: &mut Criterion) {
         client_ip: b"192.0.2.1",
         scheme: b"http",
         upstream_authority: b"127.0.0.1:9001",
+        identity: None,
     };
     let mut out = Vec::with_capacity(1024);
     c.bench_function("rewrite_request_head", |b| {

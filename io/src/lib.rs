@@ -13,6 +13,7 @@ pub mod listener;
 pub mod metrics;
 pub mod runtime;
 pub mod shutdown;
+pub mod tls;
 pub mod worker;
 
 mod idle;

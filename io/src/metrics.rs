@@ -67,6 +67,12 @@ pub struct WorkerStats {
     pub upstream_retries: Counter,
     /// Requests rejected as malformed or over a limit (4xx answered by the proxy itself).
     pub bad_requests: Counter,
+    /// TLS handshakes completed.
+    pub tls_handshakes: Counter,
+    /// TLS handshakes that resumed a session.
+    pub tls_resumed: Counter,
+    /// TLS handshakes that failed (bad input, timeout, refused certificate, unknown SNI).
+    pub tls_handshake_errors: Counter,
     /// The driver this worker runs on, set once at start.
     pub driver: OnceLock<DriverInfo>,
     /// The CPU this worker is pinned to, if pinning succeeded.
@@ -84,6 +90,14 @@ impl WorkerStats {
 
 /// Renders all workers' counters in the Prometheus text format, per worker and in total.
 pub fn render_prometheus(workers: &[Arc<WorkerStats>]) -> String {
+    render_prometheus_with(workers, &[])
+}
+
+/// Like [`render_prometheus`], plus the expiry of each TLS certificate in service.
+pub fn render_prometheus_with(
+    workers: &[Arc<WorkerStats>],
+    certificates: &[crate::tls::CertificateStatus],
+) -> String {
     let mut out = String::with_capacity(4096);
     let counter = |out: &mut String,
                    name: &str,
@@ -175,6 +189,25 @@ pub fn render_prometheus(workers: &[Arc<WorkerStats>]) -> String {
         "counter",
         &|w| w.bad_requests.get(),
     );
+    for (name, help, get) in [
+        (
+            "ringway_tls_handshakes_total",
+            "TLS handshakes completed.",
+            (|w: &WorkerStats| w.tls_handshakes.get()) as fn(&WorkerStats) -> u64,
+        ),
+        (
+            "ringway_tls_resumed_total",
+            "TLS handshakes that resumed a session.",
+            |w| w.tls_resumed.get(),
+        ),
+        (
+            "ringway_tls_handshake_errors_total",
+            "TLS handshakes that failed.",
+            |w| w.tls_handshake_errors.get(),
+        ),
+    ] {
+        counter(&mut out, name, help, "counter", &get);
+    }
     let _ = writeln!(
         out,
         "# HELP ringway_worker_info The I/O driver, ring flags and CPU of each worker."
@@ -194,5 +227,28 @@ pub fn render_prometheus(workers: &[Arc<WorkerStats>]) -> String {
             "ringway_worker_info{{worker=\"{i}\",driver=\"{driver}\",ring_flags=\"{flags}\",cpu=\"{cpu}\"}} 1"
         );
     }
+    if !certificates.is_empty() {
+        let name = "ringway_tls_certificate_expiry_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} When each TLS certificate in service expires (Unix time).\n# TYPE {name} gauge"
+        );
+        for c in certificates {
+            let _ = writeln!(
+                out,
+                "{name}{{listener=\"{}\",file=\"{}\"}} {}",
+                escape_label(&c.listener),
+                escape_label(&c.file),
+                c.not_after
+            );
+        }
+    }
     out
+}
+
+/// A Prometheus label value with `\`, `"` and newlines escaped.
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

@@ -4,9 +4,13 @@
 //! which is then lost. So a timeout never drops an operation: it cancels it through a
 //! [`Canceller`] and then awaits its real result, which may still be data. The canceller is kept
 //! per stream and only replaced after an actual cancellation, so a timed read allocates nothing.
+//!
+//! A stream may carry a TLS session ([`TlsSession`]): reads and writes then move ciphertext on
+//! the socket and plaintext in the caller's buffers, with the same timeouts and cancellation.
 
 use crate::idle::IdleClock;
 use crate::shutdown::DrainEvent;
+use crate::tls::session::{tls_error, Plain, TlsSession};
 use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{CancelableAsyncReadRent, CancelableAsyncWriteRent, Canceller};
 use monoio::net::TcpStream;
@@ -40,6 +44,8 @@ pub(crate) struct Timed {
     /// Created on first use and dropped by [`Timed::release`], like the timer.
     canceller: Option<Canceller>,
     timer: Option<Pin<Box<Sleep>>>,
+    /// The TLS session, when the stream is TLS.
+    pub(crate) tls: Option<Box<TlsSession>>,
 }
 
 fn timed_out() -> io::Error {
@@ -52,7 +58,13 @@ impl Timed {
             stream,
             canceller: None,
             timer: None,
+            tls: None,
         }
+    }
+
+    /// Whether a read would return at once from what is already buffered (TLS only).
+    pub(crate) fn has_buffered(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.has_buffered())
     }
 
     /// Bytes written to the socket that the peer has not acknowledged yet (SIOCOUTQ): what sits
@@ -70,6 +82,9 @@ impl Timed {
     pub(crate) fn release(&mut self) {
         self.timer = None;
         self.canceller = None;
+        if let Some(t) = &mut self.tls {
+            t.release();
+        }
     }
 
     /// The stream, its canceller and its timer armed for `timeout`.
@@ -113,6 +128,110 @@ impl Timed {
         timeout: Duration,
         drain: Option<&DrainEvent>,
     ) -> (io::Result<usize>, Vec<u8>) {
+        if self.tls.is_some() {
+            self.tls_read(buf, timeout, drain).await
+        } else {
+            self.raw_read(buf, timeout, drain).await
+        }
+    }
+
+    /// Reads plaintext through the TLS session: what rustls already decrypted first, then
+    /// ciphertext from the socket until some plaintext comes out of it.
+    async fn tls_read(
+        &mut self,
+        mut buf: Vec<u8>,
+        timeout: Duration,
+        drain: Option<&DrainEvent>,
+    ) -> (io::Result<usize>, Vec<u8>) {
+        if buf.len() == buf.capacity() {
+            return (Err(io::Error::other("read buffer full")), buf);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let Some(tls) = self.tls.as_mut() else {
+                return (Err(io::Error::other("not a TLS stream")), buf);
+            };
+            match tls.take_plaintext(&mut buf) {
+                Plain::Data(n) => return (Ok(n), buf),
+                Plain::Eof => return (Ok(0), buf),
+                Plain::Empty => {}
+            }
+            match tls.feed() {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => {
+                    let _ = self.flush_tls(Duration::from_millis(100)).await;
+                    return (Err(tls_error(e)), buf);
+                }
+            }
+            // Handshake messages, tickets, key updates and alerts go out before waiting.
+            if let Err(e) = self.flush_tls(timeout).await {
+                return (Err(e), buf);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return (Err(timed_out()), buf);
+            }
+            let Some(tls) = self.tls.as_mut() else {
+                return (Err(io::Error::other("not a TLS stream")), buf);
+            };
+            let inbuf = tls.take_inbuf();
+            let (res, inbuf) = self.raw_read(inbuf, left, drain).await;
+            let Some(tls) = self.tls.as_mut() else {
+                return (Err(io::Error::other("not a TLS stream")), buf);
+            };
+            tls.inbuf = inbuf;
+            match res {
+                Ok(0) => tls.closed = true,
+                Ok(_) => {}
+                Err(e) => return (Err(e), buf),
+            }
+        }
+    }
+
+    /// Writes whatever the TLS session has queued (handshake messages, encrypted records,
+    /// alerts) to the socket.
+    pub(crate) async fn flush_tls(&mut self, timeout: Duration) -> io::Result<()> {
+        let Some(tls) = self.tls.as_mut() else {
+            return Ok(());
+        };
+        if !tls.conn.wants_write() {
+            return Ok(());
+        }
+        let out = tls.take_output()?;
+        let (res, out) = self.raw_write_all(out, timeout).await;
+        if let Some(tls) = self.tls.as_mut() {
+            tls.out = out;
+        }
+        res
+    }
+
+    /// Ends this side's sending: TLS close_notify first, then a TCP half-close.
+    pub(crate) async fn shutdown_write(&mut self) {
+        if let Some(t) = &mut self.tls {
+            t.conn.send_close_notify();
+        }
+        let _ = self.flush_tls(Duration::from_secs(1)).await;
+        let _ = monoio::io::AsyncWriteRent::shutdown(&mut self.stream).await;
+    }
+
+    /// Reads raw bytes from the socket (ciphertext on a TLS stream) into the spare capacity of
+    /// `buf`.
+    pub(crate) async fn read_raw(
+        &mut self,
+        buf: Vec<u8>,
+        timeout: Duration,
+    ) -> (io::Result<usize>, Vec<u8>) {
+        self.raw_read(buf, timeout, None).await
+    }
+
+    /// Reads from the socket into the spare capacity of `buf`.
+    async fn raw_read(
+        &mut self,
+        buf: Vec<u8>,
+        timeout: Duration,
+        drain: Option<&DrainEvent>,
+    ) -> (io::Result<usize>, Vec<u8>) {
         let (len, cap) = (buf.len(), buf.capacity());
         if len == cap {
             return (Err(io::Error::other("read buffer full")), buf);
@@ -150,6 +269,40 @@ impl Timed {
 
     /// Writes all of `buf`, allowing each write at most `timeout` to make progress.
     pub(crate) async fn write_all<T: IoBuf>(
+        &mut self,
+        buf: T,
+        timeout: Duration,
+    ) -> (io::Result<()>, T) {
+        if self.tls.is_none() {
+            return self.raw_write_all(buf, timeout).await;
+        }
+        // SAFETY: an `IoBuf` promises `bytes_init()` initialised bytes at `read_ptr()`, valid
+        // while the buffer is alive and not mutated; `buf` is owned here and only read.
+        let plain = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
+        let mut done = 0;
+        let mut stalled = false;
+        while done < plain.len() {
+            let taken = match self.tls.as_mut().map(|t| t.encrypt(&plain[done..])) {
+                Some(Ok(n)) => n,
+                Some(Err(e)) => return (Err(e), buf),
+                None => return (Err(io::Error::other("not a TLS stream")), buf),
+            };
+            done += taken;
+            if let Err(e) = self.flush_tls(timeout).await {
+                return (Err(e), buf);
+            }
+            // rustls takes nothing only while its send buffer is full, and the flush above
+            // emptied it: twice in a row means it never will.
+            if taken == 0 && std::mem::replace(&mut stalled, true) {
+                return (Err(io::ErrorKind::WriteZero.into()), buf);
+            }
+            stalled &= taken == 0;
+        }
+        (Ok(()), buf)
+    }
+
+    /// Writes all of `buf` to the socket as it is.
+    async fn raw_write_all<T: IoBuf>(
         &mut self,
         mut buf: T,
         timeout: Duration,
@@ -189,6 +342,9 @@ impl Timed {
     ) -> Wake {
         if drain.is_fired() {
             return Wake::Drain;
+        }
+        if self.has_buffered() {
+            return Wake::Readable;
         }
         // A readiness poll holds no data, so dropping it on timeout loses nothing.
         monoio::select! {

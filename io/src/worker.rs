@@ -13,6 +13,7 @@ use crate::pool::{BufferPool, UpstreamPool};
 use crate::proxy;
 use crate::runtime::{self, DriverInfo};
 use crate::shutdown::{DrainEvent, Shutdown};
+use crate::tls::{ServerTls, UpstreamTlsConfig, WorkerTls};
 use monoio::io::Canceller;
 use monoio::net::{TcpListener, TcpStream};
 use proxy_core::balance::RoundRobin;
@@ -49,6 +50,10 @@ pub struct WorkerSpec {
     pub shutdown: Shutdown,
     /// Where to write the access log, if it is on.
     pub access_log: Option<AccessLogSink>,
+    /// TLS state per listener (same order as `listeners`); `None` for plain listeners.
+    pub tls: Vec<Option<Arc<ServerTls>>>,
+    /// TLS towards each cluster's upstreams (same order as the config's clusters).
+    pub upstream_tls: Vec<Option<UpstreamTlsConfig>>,
     /// Called on the worker's thread after it frees pooled buffers it no longer needs, so the
     /// allocator can hand the pages back to the kernel (for mimalloc, `mi_collect`). `None`
     /// leaves that to the allocator's own schedule.
@@ -160,6 +165,10 @@ pub(crate) struct WorkerCtx {
     /// Deadlines of parked (idle) client connections.
     pub(crate) idle: IdleClock,
     pub(crate) access_log: Option<RefCell<AccessLog>>,
+    /// TLS per listener index.
+    listener_tls: Vec<Option<Rc<WorkerTls>>>,
+    /// TLS towards upstreams, per endpoint id.
+    pub(crate) endpoint_tls: Vec<Option<Rc<UpstreamTlsConfig>>>,
     release_memory: Option<fn()>,
     /// `ip:port` of every endpoint, by id: the `Host` sent when the client's is not preserved.
     authorities: Vec<Vec<u8>>,
@@ -186,6 +195,32 @@ impl WorkerCtx {
             drain: DrainEvent::default(),
             idle: IdleClock::default(),
             access_log: access_log.map(|s| RefCell::new(AccessLog::new(s))),
+            listener_tls: spec
+                .tls
+                .iter()
+                .map(|t| {
+                    let shared = t.as_ref()?;
+                    // Checked once at startup (`ServerTls::load`); a failure here cannot differ.
+                    let configs = shared.worker_configs().ok()?;
+                    Some(Rc::new(WorkerTls {
+                        shared: shared.clone(),
+                        configs,
+                    }))
+                })
+                .collect(),
+            endpoint_tls: cfg
+                .clusters
+                .iter()
+                .enumerate()
+                .flat_map(|(i, c)| {
+                    let tls = spec
+                        .upstream_tls
+                        .get(i)
+                        .and_then(Option::as_ref)
+                        .map(|t| Rc::new(t.for_worker()));
+                    c.endpoints.iter().map(move |_| tls.clone())
+                })
+                .collect(),
             release_memory: spec.release_memory,
             authorities: cfg
                 .clusters
@@ -333,7 +368,7 @@ async fn accept_loop(
             }
         };
         match res {
-            Ok((stream, peer)) => spawn_connection(&ctx, stream, peer),
+            Ok((stream, peer)) => spawn_connection(&ctx, stream, peer, which),
             Err(e) if stop => tracing::trace!(error = %e, "accept cancelled"),
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning on the error.
@@ -355,7 +390,7 @@ async fn accept_loop(
                 match TcpStream::from_std(s) {
                     Ok(stream) => {
                         drained += 1;
-                        spawn_connection(&ctx, stream, peer);
+                        spawn_connection(&ctx, stream, peer, which);
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot register drained connection"),
                 }
@@ -394,7 +429,7 @@ fn limit_unsent(stream: &TcpStream) {
     }
 }
 
-fn spawn_connection(ctx: &Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr) {
+fn spawn_connection(ctx: &Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr, listener: usize) {
     ctx.stats.connections_accepted.inc();
     let _ = stream.set_nodelay(true);
     limit_unsent(&stream);
@@ -408,10 +443,12 @@ fn spawn_connection(ctx: &Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr) {
     }
     ctx.active.set(ctx.active.get() + 1);
     ctx.stats.connections_active.inc();
+    let tls = ctx.listener_tls.get(listener).cloned().flatten();
     proxy::spawn_connection_task(proxy::serve(
         proxy::ActiveGuard(ctx.clone()),
         stream,
         peer,
         id,
+        tls,
     ));
 }

@@ -139,6 +139,7 @@ fn forward_request(buf: &[u8], head: &RequestHead) {
         client_ip: CLIENT_IP,
         scheme: b"http",
         upstream_authority: UPSTREAM,
+        identity: None,
     };
     let mut out = Vec::new();
     write_request_head(buf, head, &policy, &ctx, &mut out);

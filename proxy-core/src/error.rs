@@ -8,6 +8,8 @@
 pub enum Status {
     /// 400: the request is malformed.
     BadRequest,
+    /// 400: plain HTTP arrived on a TLS port.
+    PlainHttpOnTlsPort,
     /// 404: no route matches the request.
     NotFound,
     /// 405: the method cannot be proxied (CONNECT).
@@ -20,6 +22,9 @@ pub enum Status {
     UriTooLong,
     /// 417: an `Expect` value other than `100-continue`.
     ExpectationFailed,
+    /// 421: the request names a host its TLS connection was not negotiated for, and the
+    /// two differ in client-certificate policy.
+    MisdirectedRequest,
     /// 431: the request head exceeds the configured limit.
     HeaderFieldsTooLarge,
     /// 501: a transfer coding other than chunked.
@@ -38,7 +43,8 @@ impl Status {
     /// The numeric status code.
     pub const fn code(self) -> u16 {
         match self {
-            Status::BadRequest => 400,
+            Status::BadRequest | Status::PlainHttpOnTlsPort => 400,
+            Status::MisdirectedRequest => 421,
             Status::NotFound => 404,
             Status::MethodNotAllowed => 405,
             Status::RequestTimeout => 408,
@@ -86,6 +92,11 @@ impl Status {
         }
         match self {
             Status::BadRequest => canned!("400 Bad Request", "12", "bad request\n"),
+            Status::PlainHttpOnTlsPort => canned!(
+                "400 Bad Request",
+                "48",
+                "this port speaks TLS: send the request as https\n"
+            ),
             Status::NotFound => canned!("404 Not Found", "26", "no route for this request\n"),
             // RFC 9110 §15.5.6: a 405 names the methods that are allowed. Every method but
             // CONNECT is forwarded.
@@ -102,6 +113,11 @@ impl Status {
             Status::ExpectationFailed => {
                 canned!("417 Expectation Failed", "24", "unsupported expectation\n")
             }
+            Status::MisdirectedRequest => canned!(
+                "421 Misdirected Request",
+                "49",
+                "this connection was not negotiated for that host\n"
+            ),
             Status::HeaderFieldsTooLarge => canned!(
                 "431 Request Header Fields Too Large",
                 "25",
@@ -126,8 +142,10 @@ impl Status {
     }
 
     /// All statuses, for tests and metrics.
-    pub const ALL: [Status; 13] = [
+    pub const ALL: [Status; 15] = [
         Status::BadRequest,
+        Status::PlainHttpOnTlsPort,
+        Status::MisdirectedRequest,
         Status::NotFound,
         Status::MethodNotAllowed,
         Status::RequestTimeout,

@@ -44,6 +44,10 @@ pub struct ForwardContext<'a> {
     pub scheme: &'a [u8],
     /// The upstream endpoint as `ip:port`, used as `Host` when the policy does not preserve it.
     pub upstream_authority: &'a [u8],
+    /// A field Ringway vouches for (the TLS client certificate's subject): its name, and its
+    /// value when there is one. Fields of that name sent by the client are always dropped, so
+    /// a client cannot claim an identity it did not prove.
+    pub identity: Option<(&'a [u8], Option<&'a [u8]>)>,
 }
 
 /// Field names that describe one connection, not the message, and are never forwarded as-is.
@@ -107,7 +111,10 @@ pub fn write_request_head(
             || name.eq_ignore_ascii_case(b"trailer")
             || (policy.x_forwarded_for && name.eq_ignore_ascii_case(b"x-forwarded-for"))
             || (policy.x_forwarded_proto && name.eq_ignore_ascii_case(b"x-forwarded-proto"))
-            || (policy.via.is_some() && name.eq_ignore_ascii_case(b"via"));
+            || (policy.via.is_some() && name.eq_ignore_ascii_case(b"via"))
+            || ctx
+                .identity
+                .is_some_and(|(n, _)| name.eq_ignore_ascii_case(n));
         if replaced || (has_connection && head.headers.connection_lists(buf, name)) {
             continue;
         }
@@ -119,6 +126,9 @@ pub fn write_request_head(
         write_list_values(buf, head, b"x-forwarded-for", out);
         out.extend_from_slice(ctx.client_ip);
         out.extend_from_slice(b"\r\n");
+    }
+    if let Some((name, Some(value))) = ctx.identity {
+        write_field(out, name, value);
     }
     if policy.x_forwarded_proto {
         out.extend_from_slice(b"X-Forwarded-Proto: ");
@@ -208,6 +218,16 @@ pub fn write_response_head(buf: &[u8], head: &ResponseHead, plan: ResponsePlan, 
         out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// Adds `name: value` at the end of a head written by [`write_response_head`] (before the blank
+/// line that ends it).
+pub fn append_response_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    if out.ends_with(b"\r\n\r\n") {
+        out.truncate(out.len() - 2);
+        write_field(out, name, value);
+        out.extend_from_slice(b"\r\n");
+    }
 }
 
 /// Writes the values of every field named `name`, each followed by ", ".

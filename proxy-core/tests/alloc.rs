@@ -85,6 +85,7 @@ fn steady_state_request_path_allocates_nothing() {
         client_ip: b"192.0.2.1",
         scheme: b"http",
         upstream_authority: b"127.0.0.1:9001",
+        identity: None,
     };
 
     let mut one_exchange = |upstream_head: &mut Vec<u8>, client_head: &mut Vec<u8>| {

@@ -8,7 +8,9 @@ use crate::access_log::AccessRecord;
 use crate::worker::WorkerCtx;
 use proxy_core::config::Config;
 use proxy_core::http1::{BodyFraming, Method, RequestHead, ResponseHead, Version};
-use proxy_core::rewrite::{write_request_head, write_response_head, ForwardContext, ResponsePlan};
+use proxy_core::rewrite::{
+    append_response_field, write_request_head, write_response_head, ForwardContext, ResponsePlan,
+};
 use proxy_core::Status;
 use std::time::Instant;
 
@@ -167,8 +169,21 @@ impl Client {
         };
         // The response head is turned into facts and the client's head synchronously, and moved
         // into that step, so its spans are not part of the connection's future.
+        let hsts = self
+            .tls
+            .as_ref()
+            .and_then(|t| t.listener.shared.settings().hsts.as_deref())
+            .filter(|_| {
+                rhead
+                    .headers
+                    .find(&ubuf, b"strict-transport-security")
+                    .is_none()
+            });
         let (facts, close, dechunk, valid_upgrade) =
             respond_head(rhead, &req, &ubuf, ctx.drain.is_fired(), &mut out);
+        if let (Some(v), true) = (hsts, valid_upgrade) {
+            append_response_field(&mut out, b"Strict-Transport-Security", v.as_bytes());
+        }
         if !valid_upgrade {
             ctx.buffers.give(ubuf);
             ctx.buffers.give(out);
@@ -303,6 +318,9 @@ impl Client {
             tracing::debug!(conn = self.id, reason = e.as_str(), "bad request");
             return Decision::Answer(req, e.status());
         }
+        if self.misdirected(head.host_name(cbuf)) {
+            return Decision::Answer(req, Status::MisdirectedRequest);
+        }
         let Some(cluster) = cfg.router.route(head.host_name(cbuf), head.path.of(cbuf)) else {
             return Decision::Answer(req, Status::NotFound);
         };
@@ -321,10 +339,21 @@ impl Client {
         };
         let endpoint = pick.unwrap_or_default();
         let mut out = ctx.buffers.take();
+        let tls = self.tls.as_ref();
         let fctx = ForwardContext {
             client_ip: self.ip.as_bytes(),
-            scheme: b"http",
+            scheme: if tls.is_some() { b"https" } else { b"http" },
             upstream_authority: ctx.endpoint_authority(ep.id),
+            identity: tls.and_then(|t| {
+                let name = t
+                    .listener
+                    .shared
+                    .settings()
+                    .client_subject_header
+                    .as_ref()?;
+                let subject = t.handshake.as_ref().and_then(|h| h.subject.as_deref());
+                Some((name.as_bytes(), subject))
+            }),
         };
         write_request_head(cbuf, head, &cfg.forward, &fctx, &mut out);
         let mut body = BodyTracker::new(req.framing);
@@ -393,6 +422,31 @@ impl Client {
             Next::Close
         } else {
             Next::KeepAlive
+        }
+    }
+
+    /// Whether a request for `host` must be refused with 421 on this TLS connection: its
+    /// listener's hosts differ in client-certificate policy, and `host` is not the name the
+    /// connection was negotiated for (or, without SNI, is served under another policy).
+    fn misdirected(&self, host: Option<&[u8]>) -> bool {
+        let Some(tls) = &self.tls else { return false };
+        let Some(hs) = &tls.handshake else {
+            return false;
+        };
+        if !tls.listener.shared.host_check() {
+            return false;
+        }
+        let Some(host) = host.and_then(|h| std::str::from_utf8(h).ok()) else {
+            return false;
+        };
+        let host = host.trim_end_matches('.');
+        match &hs.sni {
+            Some(sni) => !sni.eq_ignore_ascii_case(host),
+            None => tls
+                .listener
+                .shared
+                .policy_for_host(host)
+                .is_some_and(|p| p != hs.policy),
         }
     }
 

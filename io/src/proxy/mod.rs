@@ -16,6 +16,7 @@ mod tunnel;
 mod upstream;
 
 use crate::stream::{Timed, Wake};
+use crate::tls::{AcceptFail, Handshake, WorkerTls};
 use crate::worker::WorkerCtx;
 use monoio::net::TcpStream;
 use proxy_core::config::Config;
@@ -56,6 +57,14 @@ pub(crate) struct Client {
     /// not from the first byte, so a client cannot spend it twice (once silent, once
     /// trickling). Later heads get the header timeout from their first byte.
     first_head_deadline: Option<Instant>,
+    /// The listener's TLS state, and once the handshake is done, what it established.
+    tls: Option<ClientTls>,
+}
+
+/// TLS facts of a client connection.
+struct ClientTls {
+    listener: Rc<WorkerTls>,
+    handshake: Option<Handshake>,
 }
 
 /// Keeps a worker's active-connection count right however a connection's task ends
@@ -76,6 +85,7 @@ pub(crate) fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     id: u64,
+    tls: Option<Rc<WorkerTls>>,
 ) -> impl std::future::Future<Output = ()> {
     let client = Client {
         io: Timed::new(stream),
@@ -85,6 +95,10 @@ pub(crate) fn serve(
         served: 0,
         request_line: Vec::new(),
         first_head_deadline: None,
+        tls: tls.map(|listener| ClientTls {
+            listener,
+            handshake: None,
+        }),
     };
     tracing::trace!(conn = id, %peer, "accepted");
     park(guard, client, Duration::ZERO)
@@ -102,6 +116,13 @@ pub(crate) fn serve(
 async fn run(guard: ActiveGuard, mut client: Client, mut woken: bool) {
     let ctx = &*guard.0;
     let cfg: &Config = &ctx.config;
+    if client.tls.as_ref().is_some_and(|t| t.handshake.is_none()) {
+        if !client.handshake(ctx).await {
+            return;
+        }
+        // The request may have come with the handshake's last flight, or may be on its way.
+        woken = client.io.has_buffered();
+    }
     loop {
         if std::mem::take(&mut woken) {
             // `exchange` reads the head, with the header timeout.
@@ -120,7 +141,11 @@ async fn run(guard: ActiveGuard, mut client: Client, mut woken: bool) {
             Next::Close => break,
             Next::Tunnel(upstream) => {
                 let leftover = client.buf.take().unwrap_or_default();
-                tunnel::run(ctx, client.io, upstream, leftover, cfg.timeouts.idle).await;
+                if client.io.tls.is_some() || upstream.tls.is_some() {
+                    tunnel::run_tls(ctx, client.io, upstream, leftover, cfg.timeouts.idle).await;
+                } else {
+                    tunnel::run(ctx, client.io, upstream, leftover, cfg.timeouts.idle).await;
+                }
                 return;
             }
         }
@@ -186,6 +211,46 @@ enum HeadFail {
 }
 
 impl Client {
+    /// Completes the TLS handshake of a new connection. Returns false when the connection is
+    /// done for (the handshake failed, timed out, or the client spoke plain HTTP and was told).
+    async fn handshake(&mut self, ctx: &WorkerCtx) -> bool {
+        let Some(tls) = &self.tls else { return true };
+        let listener = tls.listener.clone();
+        let deadline = Instant::now() + listener.shared.settings().handshake_timeout;
+        match self.io.accept_tls(&listener, deadline).await {
+            Ok(h) => {
+                ctx.stats.tls_handshakes.inc();
+                if h.resumed {
+                    ctx.stats.tls_resumed.inc();
+                }
+                tracing::trace!(conn = self.id, sni = ?h.sni, resumed = h.resumed, "TLS established");
+                if let Some(t) = &mut self.tls {
+                    t.handshake = Some(h);
+                }
+                true
+            }
+            Err(fail) => {
+                ctx.stats.tls_handshake_errors.inc();
+                match fail {
+                    AcceptFail::PlainHttp => {
+                        let bytes = Status::PlainHttpOnTlsPort.response(true);
+                        let _ = self.io.write_all(bytes, Duration::from_secs(1)).await;
+                        ctx.stats.count_response(400);
+                        ctx.stats.bad_requests.inc();
+                        tracing::debug!(conn = self.id, "plain HTTP on a TLS port");
+                    }
+                    AcceptFail::Tls(reason) => {
+                        tracing::debug!(conn = self.id, %reason, "TLS handshake failed");
+                    }
+                    other => {
+                        tracing::debug!(conn = self.id, reason = ?other, "TLS handshake failed")
+                    }
+                }
+                false
+            }
+        }
+    }
+
     /// How long this connection may wait for its next request: the header timeout before the
     /// first request, the idle timeout between requests.
     fn idle_limit(&self, cfg: &Config) -> Duration {

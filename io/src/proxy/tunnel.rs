@@ -82,3 +82,68 @@ async fn copy_half(
     let _ = to.shutdown().await;
     buf
 }
+
+/// The tunnel when either side is TLS: one task alternates between the two directions, moving
+/// whatever the side that became readable has (a TLS stream cannot be split into halves).
+pub(super) async fn run_tls(
+    ctx: &WorkerCtx,
+    mut client: Timed,
+    mut upstream: Timed,
+    leftover: Vec<u8>,
+    idle: Duration,
+) {
+    let mut buf = leftover;
+    if !buf.is_empty() {
+        let (res, b) = upstream.write_all(buf, idle).await;
+        buf = b;
+        if res.is_err() {
+            ctx.buffers.give(buf);
+            return;
+        }
+    }
+    ctx.buffers.give(buf);
+    let mut buf = ctx.buffers.take();
+    // Whether each side may still send: [client, upstream].
+    let mut open = [true, true];
+    while open[0] || open[1] {
+        let from_client = monoio::select! {
+            _ = readable(&client, open[0]) => true,
+            _ = readable(&upstream, open[1]) => false,
+            _ = monoio::time::sleep(idle) => break,
+        };
+        let (src, dst, side) = if from_client {
+            (&mut client, &mut upstream, 0)
+        } else {
+            (&mut upstream, &mut client, 1)
+        };
+        buf.clear();
+        let (res, b) = src.read_append(buf, idle).await;
+        buf = b;
+        match res {
+            Ok(n) if n > 0 => {
+                let (res, b) = dst.write_all(buf, idle).await;
+                buf = b;
+                if res.is_err() {
+                    break;
+                }
+            }
+            Ok(_) => {
+                open[side] = false;
+                dst.shutdown_write().await;
+            }
+            Err(_) => break,
+        }
+    }
+    ctx.buffers.give(buf);
+}
+
+/// Resolves when `side` has something to read; never, if it has finished sending.
+async fn readable(side: &Timed, open: bool) {
+    if !open {
+        return std::future::pending().await;
+    }
+    if side.has_buffered() {
+        return;
+    }
+    let _ = side.stream.readable(false).await;
+}

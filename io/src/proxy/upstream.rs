@@ -40,6 +40,17 @@ enum HeadError {
     Garbage,
 }
 
+/// Opens a new connection to `ep`, with the TLS handshake when its cluster talks TLS; both
+/// within the connect timeout.
+async fn connect_upstream(ctx: &WorkerCtx, ep: &Endpoint, cfg: &Config) -> io::Result<Timed> {
+    let deadline = Instant::now() + cfg.timeouts.upstream_connect;
+    let mut conn = connect(ep.addr, cfg.timeouts.upstream_connect).await?;
+    if let Some(tls) = ctx.endpoint_tls.get(ep.id).and_then(Option::as_ref) {
+        conn.connect_tls(tls, deadline).await?;
+    }
+    Ok(conn)
+}
+
 impl Client {
     /// Sends the request in `out` (head plus any body bytes already read) to `ep`, streams the
     /// rest of the body from `cbuf`/the client, and returns the upstream's response head.
@@ -63,7 +74,7 @@ impl Client {
                     stats.upstream_reuses.inc();
                     (c, true)
                 }
-                None => match connect(ep.addr, cfg.timeouts.upstream_connect).await {
+                None => match connect_upstream(ctx, ep, cfg).await {
                     Ok(c) => {
                         stats.upstream_connects.inc();
                         (c, false)

@@ -38,6 +38,7 @@ impl Proxy {
             listeners: vec![FileListener {
                 name: "test".into(),
                 bind: "127.0.0.1:0".into(),
+                tls: None,
             }],
             routes: vec![FileRoute {
                 host: None,
@@ -51,8 +52,10 @@ impl Proxy {
                     .map(|a| FileEndpoint {
                         addr: a.to_string(),
                         weight: None,
+                        host_name: None,
                     })
                     .collect(),
+                tls: None,
             }],
             ..FileConfig::default()
         };
@@ -82,6 +85,8 @@ impl Proxy {
                 stats: stats[index].clone(),
                 shutdown: shutdown.clone(),
                 access_log: None,
+                tls: vec![None],
+                upstream_tls: Vec::new(),
                 release_memory: None,
             })
             .collect();

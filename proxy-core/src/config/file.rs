@@ -115,6 +115,8 @@ pub struct FileListener {
     pub name: String,
     /// `ip:port`; port 0 picks a free port once for all workers.
     pub bind: String,
+    /// `[listeners.tls]`: terminate TLS on this listener.
+    pub tls: Option<super::tls::FileListenerTls>,
 }
 
 /// One `[[routes]]` entry.
@@ -138,6 +140,8 @@ pub struct FileCluster {
     /// The upstream endpoints; an empty list makes every request to the cluster a 503.
     #[serde(default)]
     pub endpoints: Vec<FileEndpoint>,
+    /// `[clusters.tls]`: talk TLS to the endpoints.
+    pub tls: Option<super::tls::FileUpstreamTls>,
 }
 
 /// One upstream endpoint.
@@ -148,4 +152,7 @@ pub struct FileEndpoint {
     pub addr: String,
     /// Relative share of requests, 1 to 1000; default 1.
     pub weight: Option<u32>,
+    /// The host name `addr` had before the binary resolved it (the default TLS server name).
+    #[serde(skip)]
+    pub host_name: Option<String>,
 }

@@ -3,11 +3,16 @@
 //! re-validates; an invalid [`Config`] cannot be built. Errors name the key and say why.
 
 mod file;
+mod tls;
 mod units;
 
 pub use file::{
     FileCluster, FileConfig, FileEndpoint, FileLimits, FileListener, FileProxy, FileRoute,
     FileServer, FileTimeouts,
+};
+pub use tls::{
+    CertificateFiles, ClientAuth, FileCertificate, FileListenerTls, FileUpstreamTls, ListenerTls,
+    UpstreamTls,
 };
 pub use units::{parse_duration, parse_size, Quantity};
 
@@ -132,6 +137,8 @@ pub struct Listener {
     pub name: String,
     /// Its address.
     pub bind: SocketAddr,
+    /// TLS termination, if this is a TLS listener.
+    pub tls: Option<ListenerTls>,
 }
 
 /// An upstream endpoint.
@@ -152,6 +159,8 @@ pub struct Cluster {
     pub name: String,
     /// Its endpoints (possibly none: requests then get 503).
     pub endpoints: Vec<Endpoint>,
+    /// TLS towards the endpoints, if any.
+    pub tls: Option<UpstreamTls>,
 }
 
 /// The resolved configuration.
@@ -385,9 +394,15 @@ fn resolve_listeners(raw: &[FileListener]) -> Result<Vec<Listener>, ConfigError>
                     format!("{bind} is bound by another listener"),
                 );
             }
+            let tls = l
+                .tls
+                .as_ref()
+                .map(|t| tls::resolve_listener_tls(t, &key))
+                .transpose()?;
             Ok(Listener {
                 name: l.name.clone(),
                 bind,
+                tls,
             })
         })
         .collect()
@@ -427,9 +442,24 @@ fn resolve_clusters(raw: &[FileCluster]) -> Result<Vec<Cluster>, ConfigError> {
             });
             next_id += 1;
         }
+        let default_name = c.endpoints.first().map(|e| {
+            e.host_name.clone().unwrap_or_else(|| {
+                e.addr
+                    .parse::<SocketAddr>()
+                    .map_or_else(|_| e.addr.clone(), |a| a.ip().to_string())
+            })
+        });
+        let tls = c
+            .tls
+            .as_ref()
+            .map(|t| {
+                tls::resolve_upstream_tls(t, &format!("clusters[{i}]"), default_name.as_deref())
+            })
+            .transpose()?;
         out.push(Cluster {
             name: c.name.clone(),
             endpoints,
+            tls,
         });
     }
     Ok(out)

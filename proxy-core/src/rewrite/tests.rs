@@ -7,6 +7,7 @@ fn forward(req: &str, policy: &ForwardPolicy) -> String {
         client_ip: b"192.0.2.7",
         scheme: b"http",
         upstream_authority: b"10.0.0.1:80",
+        identity: None,
     };
     let mut out = Vec::new();
     write_request_head(req.as_bytes(), &head, policy, &ctx, &mut out);
@@ -191,5 +192,48 @@ fn response_heads_are_cleaned() {
     assert_eq!(
         out,
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+    );
+}
+
+#[test]
+fn identity_field_replaces_what_the_client_claimed() {
+    let raw = b"GET / HTTP/1.1\r\nHost: a\r\nX-Client-Subject: CN=admin\r\nx-client-subject: CN=root\r\n\r\n";
+    let head = crate::http1::parse_request(raw).unwrap().unwrap();
+    let policy = ForwardPolicy::default();
+    for (value, expect) in [
+        (
+            Some(&b"CN=alice, O=Example"[..]),
+            Some("X-Client-Subject: CN=alice, O=Example\r\n"),
+        ),
+        (None, None),
+    ] {
+        let fctx = ForwardContext {
+            client_ip: b"10.1.1.1",
+            scheme: b"https",
+            upstream_authority: b"10.0.0.1:80",
+            identity: Some((b"X-Client-Subject", value)),
+        };
+        let mut out = Vec::new();
+        write_request_head(raw, &head, &policy, &fctx, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("admin") && !text.contains("root"), "{text}");
+        assert!(text.contains("X-Forwarded-Proto: https\r\n"), "{text}");
+        match expect {
+            Some(line) => assert!(text.contains(line), "{text}"),
+            None => assert!(
+                !text.to_ascii_lowercase().contains("x-client-subject"),
+                "{text}"
+            ),
+        }
+    }
+}
+
+#[test]
+fn appended_response_field_lands_before_the_blank_line() {
+    let mut out = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec();
+    append_response_field(&mut out, b"Strict-Transport-Security", b"max-age=60");
+    assert_eq!(
+        out,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nStrict-Transport-Security: max-age=60\r\n\r\n"
     );
 }
