@@ -121,7 +121,8 @@ impl UpstreamPool {
             if age >= self.settings.idle_timeout {
                 continue;
             }
-            if (must_be_fresh || age >= CHECK_AFTER_IDLE) && !still_open(&entry.conn.stream) {
+            let checked = must_be_fresh || age >= CHECK_AFTER_IDLE;
+            if checked && (!still_open(&entry.conn.stream) || entry.conn.has_buffered()) {
                 continue;
             }
             return Some(entry.conn);
@@ -130,10 +131,12 @@ impl UpstreamPool {
     }
 
     /// Keeps `conn` for reuse, dropping the oldest idle connection when the pool is full.
-    pub(crate) fn put(&self, id: usize, conn: Timed, now: Instant) {
+    pub(crate) fn put(&self, id: usize, mut conn: Timed, now: Instant) {
         if self.settings.size == 0 {
             return;
         }
+        // A pooled TLS connection keeps its session, not its 16 KiB scratch buffers.
+        conn.release_tls_buffers();
         let mut idle = self.idle.borrow_mut();
         let Some(list) = idle.get_mut(id) else { return };
         if list.len() >= self.settings.size {

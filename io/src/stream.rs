@@ -87,6 +87,13 @@ impl Timed {
         }
     }
 
+    /// Drops a TLS session's scratch buffers (kept otherwise between exchanges).
+    pub(crate) fn release_tls_buffers(&mut self) {
+        if let Some(t) = &mut self.tls {
+            t.release();
+        }
+    }
+
     /// The stream, its canceller and its timer armed for `timeout`.
     fn arm(&mut self, timeout: Duration) -> (&mut TcpStream, &mut Canceller, Pin<&mut Sleep>) {
         let sleep = monoio::time::sleep(timeout);

@@ -102,3 +102,96 @@ fn access_log_off_means_no_log() {
     assert_eq!(with("-").as_deref(), Some("-"));
     assert_eq!(resolve(MINIMAL).unwrap().server.access_log, None);
 }
+
+const TLS: &str = r#"
+[[listeners]]
+name = "https"
+bind = "127.0.0.1:8443"
+[listeners.tls]
+client_auth = "optional"
+client_ca = "clients.pem"
+client_subject_header = "X-Client-Subject"
+hsts = "max-age=31536000; includeSubDomains"
+[[listeners.tls.certificates]]
+cert = "a.pem"
+key = "a.key"
+[[listeners.tls.certificates]]
+cert = "admin.pem"
+key = "admin.key"
+client_auth = "required"
+[[routes]]
+cluster = "app"
+[[clusters]]
+name = "app"
+endpoints = [{ addr = "10.0.0.7:443" }]
+[clusters.tls]
+ca = "internal-ca.pem"
+"#;
+
+#[test]
+fn tls_listener_and_upstream_resolve_with_inherited_policies() {
+    let c = resolve(TLS).unwrap();
+    let t = c.listeners[0].tls.as_ref().unwrap();
+    assert_eq!(
+        t.certificates[0].client_auth,
+        ClientAuth::Optional("clients.pem".into())
+    );
+    // The override keeps the listener's CA bundle.
+    assert_eq!(
+        t.certificates[1].client_auth,
+        ClientAuth::Required("clients.pem".into())
+    );
+    assert!(t.mixed_client_auth());
+    assert!(!t.strict_sni);
+    assert_eq!(t.handshake_timeout, Duration::from_secs(10));
+    let u = c.clusters[0].tls.as_ref().unwrap();
+    // Without a server name, the endpoint's address is what the certificate must name.
+    assert_eq!(u.server_name, "10.0.0.7");
+    assert!(u.verify);
+    assert_eq!(u.ca.as_deref(), Some("internal-ca.pem"));
+}
+
+#[test]
+fn tls_errors_name_the_key() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "client_auth = \"optional\"\n",
+            "client_auth = \"sometimes\"\n",
+            "listeners[0].tls.client_auth",
+        ),
+        (
+            "client_ca = \"clients.pem\"\n",
+            "",
+            "listeners[0].tls.client_auth",
+        ),
+        (
+            "hsts = \"max-age=31536000; includeSubDomains\"",
+            "hsts = \"forever\"",
+            "listeners[0].tls.hsts",
+        ),
+        (
+            "client_subject_header = \"X-Client-Subject\"",
+            "client_subject_header = \"bad name\"",
+            "listeners[0].tls.client_subject_header",
+        ),
+        (
+            "ca = \"internal-ca.pem\"",
+            "cert = \"only-cert.pem\"",
+            "clusters[0].tls",
+        ),
+    ];
+    for (from, to, key) in cases {
+        let e = resolve(&TLS.replacen(from, to, 1)).unwrap_err();
+        assert_eq!(&e.key, key, "{from} -> {to}: {e}");
+    }
+    let none = TLS
+        .replace("[[listeners.tls.certificates]]\ncert = \"a.pem\"\nkey = \"a.key\"\n", "")
+        .replace(
+            "[[listeners.tls.certificates]]\ncert = \"admin.pem\"\nkey = \"admin.key\"\nclient_auth = \"required\"\n",
+            "",
+        );
+    assert_eq!(
+        resolve(&none).unwrap_err().key,
+        "listeners[0].tls.certificates"
+    );
+}
