@@ -436,14 +436,17 @@ fn spawn_connection(ctx: &Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr, li
     let seq = ctx.next_conn.get();
     ctx.next_conn.set(seq + 1);
     let id = ((ctx.index as u64) << 48) | seq;
+    let tls = ctx.listener_tls.get(listener).cloned().flatten();
     if ctx.active.get() >= ctx.config.server.max_connections {
         ctx.stats.connections_refused.inc();
-        monoio::spawn(proxy::refuse(ctx.clone(), stream));
+        // A TLS client could not read a plain 503; it just sees the close.
+        if tls.is_none() {
+            monoio::spawn(proxy::refuse(ctx.clone(), stream));
+        }
         return;
     }
     ctx.active.set(ctx.active.get() + 1);
     ctx.stats.connections_active.inc();
-    let tls = ctx.listener_tls.get(listener).cloned().flatten();
     proxy::spawn_connection_task(proxy::serve(
         proxy::ActiveGuard(ctx.clone()),
         stream,

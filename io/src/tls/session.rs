@@ -169,3 +169,134 @@ impl TlsSession {
 pub(crate) fn tls_error(e: rustls::Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("TLS: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+    use std::sync::Arc;
+
+    /// A server session and a client session that trusts it, in memory.
+    fn pair() -> (TlsSession, rustls::ClientConnection) {
+        let provider = crate::tls::provider();
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["a.test".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let der = CertificateDer::from(cert.der().to_vec());
+        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![der.clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let server = rustls::ServerConnection::new(Arc::new(server)).unwrap();
+        let client = rustls::ClientConnection::new(
+            Arc::new(client),
+            ServerName::try_from("a.test").unwrap(),
+        )
+        .unwrap();
+        (
+            TlsSession::new(rustls::Connection::Server(server), Vec::new(), 0),
+            client,
+        )
+    }
+
+    /// Moves bytes between the two sides until neither has anything to send, feeding the
+    /// server `step` bytes at a time.
+    fn pump(server: &mut TlsSession, client: &mut rustls::ClientConnection, step: usize) {
+        for _ in 0..10_000 {
+            let mut to_server = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut to_server).unwrap();
+            }
+            for piece in to_server.chunks(step) {
+                server.inbuf.extend_from_slice(piece);
+                server.feed().unwrap();
+            }
+            let to_client = server.take_output().unwrap();
+            let moved = !to_server.is_empty() || !to_client.is_empty();
+            let mut rd = &to_client[..];
+            while !rd.is_empty() {
+                client.read_tls(&mut rd).unwrap();
+                client.process_new_packets().unwrap();
+            }
+            server.out = to_client;
+            if !moved {
+                return;
+            }
+        }
+        panic!("the sessions never went quiet");
+    }
+
+    #[test]
+    fn ciphertext_split_at_every_byte_yields_the_same_plaintext() {
+        let message: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+        for step in [1, 7, 4096, usize::MAX] {
+            let (mut server, mut client) = pair();
+            pump(&mut server, &mut client, step);
+            assert!(!server.conn.is_handshaking() && !client.is_handshaking());
+            client.writer().write_all(&message).unwrap();
+            let mut got = Vec::new();
+            let mut buf = Vec::with_capacity(5000);
+            let mut to_server = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut to_server).unwrap();
+            }
+            let mut pieces = to_server.chunks(step.min(to_server.len()));
+            loop {
+                // A small caller buffer: plaintext larger than it comes out in pieces, the
+                // rest staying in rustls (and undelivered ciphertext in `inbuf`).
+                match server.take_plaintext(&mut buf) {
+                    Plain::Data(_) => {
+                        got.extend_from_slice(&buf);
+                        buf.clear();
+                        continue;
+                    }
+                    Plain::Eof => panic!("no close was sent"),
+                    Plain::Empty => {}
+                }
+                if server.feed().unwrap() {
+                    continue;
+                }
+                let Some(p) = pieces.next() else { break };
+                server.inbuf.extend_from_slice(p);
+            }
+            assert_eq!(got.len(), message.len(), "step {step}");
+            assert!(got == message, "step {step}: plaintext differs");
+            assert!(!server.has_buffered());
+        }
+    }
+
+    #[test]
+    fn close_notify_reads_as_the_end_and_release_frees_the_scratch_buffers() {
+        let (mut server, mut client) = pair();
+        pump(&mut server, &mut client, usize::MAX);
+        client.writer().write_all(b"last words").unwrap();
+        client.send_close_notify();
+        let mut wire = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut wire).unwrap();
+        }
+        server.inbuf.extend_from_slice(&wire);
+        server.feed().unwrap();
+        let mut buf = Vec::with_capacity(64);
+        assert_eq!(server.take_plaintext(&mut buf), Plain::Data(10));
+        assert_eq!(buf, b"last words");
+        assert_eq!(server.take_plaintext(&mut buf), Plain::Eof);
+        server.out = Vec::with_capacity(1 << 14);
+        server.release();
+        assert_eq!(server.inbuf.capacity() + server.out.capacity(), 0);
+    }
+}
