@@ -153,6 +153,11 @@ async fn run(guard: ActiveGuard, mut client: Client, mut woken: bool) {
     if let Some(b) = client.buf.take() {
         ctx.buffers.give(b);
     }
+    if client.io.tls.is_some() {
+        // close_notify tells a TLS client that a body delimited by the close is complete,
+        // not cut short.
+        client.io.shutdown_write().await;
+    }
     tracing::trace!(conn = client.id, "closed");
 }
 

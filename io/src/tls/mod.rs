@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Application protocols offered, in preference order.
-const ALPN: &[&[u8]] = &[b"http/1.1"];
+const ALPN: &[&[u8]] = &[b"http/1.1", b"http/1.0"];
 /// TLS 1.2 sessions remembered per worker for session-ID resumption.
 const SESSION_CACHE: usize = 4096;
 
