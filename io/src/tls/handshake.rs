@@ -37,6 +37,9 @@ pub(crate) enum AcceptFail {
     Tls(String),
 }
 
+/// A fatal `unrecognized_name` alert record (TLS 1.2 record version, as TLS 1.3 also uses).
+const UNRECOGNIZED_NAME: [u8; 7] = [21, 3, 3, 0, 2, 2, 112];
+
 /// Time allowed to send an alert before closing.
 const ALERT_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -98,11 +101,17 @@ impl Timed {
             .client_hello()
             .server_name()
             .map(|s| s.to_ascii_lowercase().into_boxed_str());
-        let set = tls.shared.resolver.current.load();
-        let policy = set
-            .lookup(sni.as_deref())
-            .map_or(0, |i| tls.shared.cert_policy[i]);
-        drop(set);
+        let entry = tls.shared.resolver.current.load().lookup(sni.as_deref());
+        let Some(entry) = entry else {
+            // Strict SNI and no certificate for the name: say so (RFC 6066 §3). Nothing is
+            // encrypted yet, so the alert is a plain record.
+            self.send_raw(UNRECOGNIZED_NAME.to_vec()).await;
+            return Err(AcceptFail::Tls(format!(
+                "no certificate for server name {:?}",
+                sni.as_deref().unwrap_or("(none sent)")
+            )));
+        };
+        let policy = tls.shared.cert_policy[entry];
         let conn = match accepted.into_connection(tls.configs[policy].clone()) {
             Ok(c) => c,
             Err((e, mut alert)) => {
