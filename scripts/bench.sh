@@ -7,6 +7,7 @@
 #   scripts/bench.sh                    # every scenario, 3 rounds of 10 s (about 20 minutes)
 #   scripts/bench.sh --quick            # every scenario, 3 rounds of 1 s (under 3 minutes)
 #   scripts/bench.sh --only ka-c64,idle-10k --rounds 5
+#   scripts/bench.sh --only tls-ka-c64,tls-new-conn,tls-idle-10k   # TLS termination (ECDSA P-256)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

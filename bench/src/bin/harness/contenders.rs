@@ -1,7 +1,8 @@
 //! The contenders: how each proxy is configured and started, pinned to the proxy CPU set, in
 //! front of the shared backend. Every proxy runs one worker, logs off, upstream keep-alive on,
 //! and adds the same forwarding fields (X-Forwarded-For, X-Forwarded-Proto, Via), so none wins
-//! by doing less.
+//! by doing less. In the TLS scenarios all three terminate TLS with the same ECDSA P-256
+//! certificate (TLS 1.2 and 1.3, session resumption as each ships it).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -83,6 +84,19 @@ impl Drop for Running {
     }
 }
 
+/// The certificate every contender serves in the TLS scenarios.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Leaf certificate followed by its CA (PEM).
+    pub cert: PathBuf,
+    /// The leaf's private key (PKCS#8 PEM).
+    pub key: PathBuf,
+    /// `cert` then `key` in one file, as HAProxy's `crt` wants it.
+    pub combined: PathBuf,
+    /// The CA alone, for clients that verify.
+    pub ca: PathBuf,
+}
+
 /// Paths and CPU placement shared by every contender.
 pub struct Setup {
     pub workdir: PathBuf,
@@ -95,6 +109,18 @@ pub struct Setup {
 impl Setup {
     /// Starts `kind` and waits until its port accepts connections.
     pub fn start(&self, kind: Kind) -> Result<Running, String> {
+        self.start_with(kind, None)
+    }
+
+    /// Starts `kind` terminating TLS with `tls` (there is no direct path over TLS).
+    pub fn start_tls(&self, kind: Kind, tls: &TlsFiles) -> Result<Running, String> {
+        if kind == Kind::Direct {
+            return Err("the backend does not speak TLS: no direct path".into());
+        }
+        self.start_with(kind, Some(tls))
+    }
+
+    fn start_with(&self, kind: Kind, tls: Option<&TlsFiles>) -> Result<Running, String> {
         let port = kind.port(self.base_port);
         if kind != Kind::Direct && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return Err(format!(
@@ -107,7 +133,17 @@ impl Setup {
             Kind::Ringway => Some(
                 self.spawn(
                     Command::new(&self.ringway)
-                        .args(["--listen", &format!("127.0.0.1:{port}")])
+                        .args(match tls {
+                            None => vec!["--listen".into(), format!("127.0.0.1:{port}")],
+                            Some(t) => vec![
+                                "--listen-tls".into(),
+                                format!("127.0.0.1:{port}"),
+                                "--tls-cert".into(),
+                                t.cert.display().to_string(),
+                                "--tls-key".into(),
+                                t.key.display().to_string(),
+                            ],
+                        })
                         .args(["--upstream", &format!("127.0.0.1:{}", self.backend_port)])
                         .args([
                             "--workers",
@@ -122,12 +158,13 @@ impl Setup {
             Kind::Nginx => {
                 let conf = self.write(
                     "nginx.conf",
-                    &nginx_conf(port, self.backend_port, &self.workdir),
+                    &nginx_conf(port, self.backend_port, &self.workdir, tls),
                 )?;
                 Some(self.spawn(Command::new("nginx").arg("-c").arg(conf))?)
             }
             Kind::Haproxy => {
-                let conf = self.write("haproxy.cfg", &haproxy_conf(port, self.backend_port))?;
+                let conf =
+                    self.write("haproxy.cfg", &haproxy_conf(port, self.backend_port, tls))?;
                 Some(self.spawn(Command::new("haproxy").arg("-db").arg("-f").arg(conf))?)
             }
         };
@@ -191,8 +228,23 @@ pub fn wait_for_port(port: u16, limit: Duration) -> Result<(), String> {
     Ok(())
 }
 
-fn nginx_conf(port: u16, backend: u16, dir: &Path) -> String {
+fn nginx_conf(port: u16, backend: u16, dir: &Path, tls: Option<&TlsFiles>) -> String {
     let dir = dir.display();
+    // With TLS: nginx's session defaults written out (no server-side session cache, tickets
+    // on); its default ciphers and ECDH curves.
+    let (ssl, tls_lines) = match tls {
+        None => ("", String::new()),
+        Some(t) => (
+            " ssl",
+            format!(
+                "\n    ssl_certificate {};\n    ssl_certificate_key {};\n    \
+                 ssl_protocols TLSv1.2 TLSv1.3;\n    ssl_session_cache none;\n    \
+                 ssl_session_tickets on;\n    ssl_session_timeout 5m;",
+                t.cert.display(),
+                t.key.display()
+            ),
+        ),
+    };
     format!(
         r#"# Written by ringway-bench-harness: one worker, upstream keep-alive, logs off.
 worker_processes 1;
@@ -209,7 +261,7 @@ http {{
   proxy_temp_path {dir}/nginx-proxy;
   upstream backend {{ server 127.0.0.1:{backend}; keepalive 1024; keepalive_requests 1000000; }}
   server {{
-    listen 127.0.0.1:{port} reuseport;
+    listen 127.0.0.1:{port}{ssl} reuseport;{tls_lines}
     client_max_body_size 0;
     location / {{
       proxy_pass http://backend;
@@ -229,12 +281,42 @@ http {{
     )
 }
 
-fn haproxy_conf(port: u16, backend: u16) -> String {
+/// This process's soft limit on open descriptors, which the contenders inherit.
+fn nofile_limit() -> u64 {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find_map(|line| line.strip_prefix("Max open files"))
+                .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(1024)
+}
+
+fn haproxy_conf(port: u16, backend: u16, tls: Option<&TlsFiles>) -> String {
+    // With TLS: HAProxy's defaults otherwise (its session cache and tickets on).
+    // HAProxy refuses to start unless the descriptor limit covers two per connection, so over
+    // TLS it gets as many as the limit allows (enough for ten thousand idle connections with
+    // bench.sh's 65536); the plain scenarios keep their 9000.
+    let maxconn = match tls {
+        None => 9000,
+        Some(_) => (nofile_limit().saturating_sub(100) / 2).clamp(1000, 20000),
+    };
+    let (ssl, proto) = match tls {
+        None => (String::new(), "http"),
+        Some(t) => (
+            format!(
+                " ssl crt {} alpn http/1.1 ssl-min-ver TLSv1.2",
+                t.combined.display()
+            ),
+            "https",
+        ),
+    };
     format!(
         r#"# Written by ringway-bench-harness: one thread, connection reuse, logs off.
 global
   nbthread 1
-  maxconn 9000
+  maxconn {maxconn}
 defaults
   mode http
   timeout connect 5s
@@ -244,9 +326,9 @@ defaults
   option http-keep-alive
   http-reuse always
 frontend bench
-  bind 127.0.0.1:{port}
+  bind 127.0.0.1:{port}{ssl}
   option forwardfor
-  http-request set-header X-Forwarded-Proto http
+  http-request set-header X-Forwarded-Proto {proto}
   http-request add-header Via "1.1 haproxy"
   default_backend backend
 backend backend

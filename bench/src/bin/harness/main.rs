@@ -7,11 +7,14 @@
 //! reported. CPU per request is the contender's user+sys time over the measured window (all its
 //! threads and processes, from /proc schedstat) divided by the requests served. A run with
 //! errors, non-2xx answers, wrong body sizes or missing forwarding fields is marked invalid.
+//! The TLS scenarios (`tls-*`) are in `tls`, their rustls client in `tlsclient`.
 //! Run it through `scripts/bench.sh`, which installs the tools and builds everything first.
 
 mod contenders;
 mod measure;
 mod report;
+mod tls;
+mod tlsclient;
 
 use contenders::{Kind, Setup};
 use measure::Load;
@@ -28,6 +31,7 @@ enum Drive {
     Wrk(Load),
     FixedRate,
     Idle,
+    Tls(tls::Mode),
 }
 
 #[derive(Debug, Clone)]
@@ -46,9 +50,10 @@ fn scenarios() -> Vec<Scenario> {
             path,
             close,
             post_bytes,
+            tls: false,
         })
     };
-    vec![
+    let mut all = vec![
         Scenario {
             name: "ka-c1",
             title: "Keep-alive, 1 KiB responses, 1 connection",
@@ -103,7 +108,9 @@ fn scenarios() -> Vec<Scenario> {
             drive: Drive::Idle,
             body: 0,
         },
-    ]
+    ];
+    all.extend(tls::scenarios());
+    all
 }
 
 struct Options {
@@ -185,6 +192,10 @@ fn options() -> Result<Options, String> {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "--tls-load") {
+        std::process::exit(tlsclient::load_main(&args[1..]));
+    }
     let opts = match options() {
         Ok(o) => o,
         Err(e) => {
@@ -333,6 +344,7 @@ fn run_scenarios(
                 );
                 (rows, how)
             }
+            Drive::Tls(mode) => tls::run(o, setup, sc, mode)?,
         };
         let title = format!("{} — {}", sc.name, sc.title);
         let section = report::markdown(&title, &how, &rows, matches!(sc.drive, Drive::FixedRate));
@@ -343,7 +355,7 @@ fn run_scenarios(
             sc.name
         );
         std::fs::write(&file, page).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
-        if !matches!(sc.drive, Drive::Idle) {
+        if !matches!(sc.drive, Drive::Idle | Drive::Tls(tls::Mode::Idle)) {
             let svg = o.out.join(format!("{date}-{}.svg", sc.name));
             report::chart(&svg, &title, &rows)?;
         }
@@ -423,12 +435,16 @@ where
     Ok(run)
 }
 
+/// The backend's body of `body` bytes.
+fn expected_body(body: usize) -> Vec<u8> {
+    (0..body)
+        .map(|i| b"abcdefghijklmnopqrstuvwxyz012345"[i % 32])
+        .collect()
+}
+
 fn verify_body(running: &contenders::Running, path: &str, body: usize) -> Result<(), String> {
     let got = measure::fetch_body(running.port, path)?;
-    let want: Vec<u8> = (0..body)
-        .map(|i| b"abcdefghijklmnopqrstuvwxyz012345"[i % 32])
-        .collect();
-    if got != want {
+    if got != expected_body(body) {
         return Err(format!(
             "{} returned a wrong body for {path} ({} bytes)",
             running.kind.name(),
@@ -449,11 +465,24 @@ fn wrk_scenario(
     load: &Load,
 ) -> Result<Vec<(Kind, Row)>, String> {
     let running = start_all(setup)?;
-    let mut rows: Vec<(Kind, Row)> = Kind::ALL.iter().map(|k| (*k, Row::default())).collect();
-    for r in &running {
-        if load.post_bytes == 0 {
+    if load.post_bytes == 0 {
+        for r in &running {
             verify_body(r, load.path, sc.body)?;
         }
+    }
+    wrk_rounds(o, setup, sc, load, &running)
+}
+
+/// Warms up, then runs interleaved wrk rounds on every contender of `running`.
+fn wrk_rounds(
+    o: &Options,
+    setup: &Setup,
+    sc: &Scenario,
+    load: &Load,
+    running: &[contenders::Running],
+) -> Result<Vec<(Kind, Row)>, String> {
+    let mut rows: Vec<(Kind, Row)> = running.iter().map(|r| (r.kind, Row::default())).collect();
+    for r in running {
         measure::wrk(&o.client_cpus, r.port, load, o.warmup, &setup.workdir)?;
     }
     for round in 0..o.rounds {
@@ -487,6 +516,7 @@ fn measure_nginx_max(o: &Options, setup: &Setup) -> Result<f64, String> {
         path: "/1k",
         close: false,
         post_bytes: 0,
+        tls: false,
     };
     measure::wrk(&o.client_cpus, nginx.port, &load, o.warmup, &setup.workdir)?;
     Ok(measure::wrk(

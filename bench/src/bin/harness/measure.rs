@@ -39,6 +39,33 @@ pub fn status_kib(pids: &[u32], field: &str) -> u64 {
         .sum()
 }
 
+/// Sockets open in `pids` (listening, client and upstream ones alike).
+pub fn sockets(pids: &[u32]) -> usize {
+    pids.iter()
+        .filter_map(|pid| std::fs::read_dir(format!("/proc/{pid}/fd")).ok())
+        .flat_map(|dir| dir.flatten())
+        .filter(|fd| {
+            std::fs::read_link(fd.path())
+                .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"))
+        })
+        .count()
+}
+
+/// TCP connections accepted so far on this machine (`PassiveOpens` in /proc/net/snmp).
+pub fn passive_opens() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
+    let (Some(names), Some(values)) = (tcp.next(), tcp.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "PassiveOpens")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// The backend's counters.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BackendStats {
@@ -89,6 +116,8 @@ pub struct Load {
     pub path: &'static str,
     pub close: bool,
     pub post_bytes: usize,
+    /// Over TLS (`https://`) rather than plain HTTP.
+    pub tls: bool,
 }
 
 /// Runs wrk pinned to `cpus` against 127.0.0.1:`port`.
@@ -121,7 +150,11 @@ pub fn wrk(
         .arg(format!("-d{secs}s"))
         .arg("-s")
         .arg(&script)
-        .arg(format!("http://127.0.0.1:{port}{}", load.path))
+        .arg(format!(
+            "{}://127.0.0.1:{port}{}",
+            if load.tls { "https" } else { "http" },
+            load.path
+        ))
         .output()
         .map_err(|e| format!("cannot run wrk: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
