@@ -2,7 +2,8 @@
 # Runs every Ringway test on a fresh machine: installs what the tests need (idempotently), checks
 # formatting, lints and the sans-IO boundary, then runs the whole suite on io_uring and again
 # (the end-to-end part) on the epoll fallback, then the differential framing test against h11,
-# the HTTP/1 conformance cases and the slow-client attacks (those two on both drivers).
+# the HTTP/1 conformance cases, the slow-client attacks and the TLS profile scan (those three on
+# both drivers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,12 +39,17 @@ echo "test.sh: differential framing against h11"
 scripts/differential.sh || status=1
 cargo build --release --quiet -p ringway -p ringway-bench
 export RINGWAY_BIN=target/release/ringway BACKEND_BIN=target/release/ringway-bench-backend
+export TESTCERT_BIN=target/release/ringway-testcert
 echo "test.sh: HTTP/1 conformance cases (varnishtest), io_uring and epoll"
 scripts/vtc.sh --driver uring || status=1
 scripts/vtc.sh --driver epoll || status=1
 echo "test.sh: slow-client attacks (slowhttptest), io_uring and epoll"
 scripts/slow-clients.sh --quick --driver uring || status=1
 scripts/slow-clients.sh --quick --driver epoll || status=1
+echo "test.sh: TLS profile scan (sslyze, Mozilla intermediate), io_uring and epoll, and its self-test"
+scripts/tls-scan.sh --driver uring || status=1
+scripts/tls-scan.sh --driver epoll || status=1
+scripts/tls-scan.sh --self-test || status=1
 if [ "$status" -ne 0 ]; then
   echo "test.sh: FAILED (see above)"
 fi

@@ -29,10 +29,11 @@ fn main() -> ExitCode {
 
 fn run(args: Vec<String>) -> Result<(), String> {
     let mut it = args.into_iter();
-    let dir = PathBuf::from(
-        it.next()
-            .ok_or("usage: ringway-testcert DIR [--days N] [--rsa] NAME[,ALT...] ...")?,
-    );
+    const USAGE: &str = "usage: ringway-testcert DIR [--days N] [--rsa] NAME[,ALT...] ...";
+    let dir = match it.next() {
+        Some(d) if !d.starts_with('-') => PathBuf::from(d),
+        _ => return Err(USAGE.into()),
+    };
     let mut days = 90i64;
     let mut rsa = false;
     let mut names = Vec::new();
@@ -56,9 +57,14 @@ fn run(args: Vec<String>) -> Result<(), String> {
         &rcgen::PKCS_ECDSA_P256_SHA256
     };
     let now = time::OffsetDateTime::now_utc();
-    // Negative `--days` makes expired certificates (valid for the 30 days before that).
+    // A day of slack for clocks; negative `--days` makes certificates that expired that many
+    // days ago (valid for the 30 days before).
     let not_after = now + time::Duration::days(days);
-    let not_before = now.min(not_after) - time::Duration::days(30);
+    let not_before = if days > 0 {
+        now - time::Duration::days(1)
+    } else {
+        not_after - time::Duration::days(30)
+    };
     let ca_key = KeyPair::generate_for(alg).map_err(|e| e.to_string())?;
     let mut ca = CertificateParams::default();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -88,6 +94,8 @@ fn run(args: Vec<String>) -> Result<(), String> {
             ExtendedKeyUsagePurpose::ServerAuth
         }];
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        // Strict verifiers (sslyze's, Python 3.13's default) want the issuer's key named.
+        p.use_authority_key_identifier_extension = true;
         p.not_before = not_before;
         p.not_after = not_after;
         let cert = p
