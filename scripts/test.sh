@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 
 need_debs=()
 command -v curl >/dev/null 2>&1 || need_debs+=(curl)
+command -v openssl >/dev/null 2>&1 || need_debs+=(openssl)
 if [ ${#need_debs[@]} -gt 0 ]; then
   echo "test.sh: installing ${need_debs[*]}"
   export DEBIAN_FRONTEND=noninteractive

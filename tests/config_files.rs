@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::tls::{Ca, TempDir};
 use common::{repo_root, run_to_completion, temp_file, Client, Proxy, Upstream};
 
 #[test]
@@ -29,7 +30,8 @@ fn every_shipped_config_file_passes_check() {
     );
     let mut failures = Vec::new();
     for f in &files {
-        let f = &with_test_certificates(f);
+        let (_certs, f) = with_test_certificates(f);
+        let f = &f;
         let out = run_to_completion(&["--check", "--config", f.to_str().expect("utf-8 path")]);
         if out.status.code() != Some(0) {
             failures.push(format!(
@@ -48,46 +50,35 @@ fn every_shipped_config_file_passes_check() {
 }
 
 /// Where a shipped file names certificates under `/etc/ringway/certs/`, a copy of it pointing
-/// at freshly made certificates of the same names (so `--check` really loads and matches them);
-/// otherwise the file itself.
-fn with_test_certificates(file: &std::path::Path) -> std::path::PathBuf {
+/// at freshly made certificates of the same names (so `--check` really loads and matches them),
+/// in a directory that lives as long as the returned guard; otherwise the file itself.
+fn with_test_certificates(file: &std::path::Path) -> (Option<TempDir>, std::path::PathBuf) {
     const PREFIX: &str = "/etc/ringway/certs/";
     let text = std::fs::read_to_string(file).expect("read shipped config");
     if !text.contains(PREFIX) {
-        return file.to_owned();
+        return (None, file.to_owned());
     }
-    let dir = std::env::temp_dir().join(format!("ringway-config-certs-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let ca_key = rcgen::KeyPair::generate().expect("CA key");
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca.self_signed(&ca_key).expect("CA");
+    let dir = TempDir::new("shipped-config");
+    let ca = Ca::new("Shipped config test CA");
     // Every `NAME.pem` the file mentions gets a certificate for NAME (and `NAME.key`); a name
     // ending in `ca` gets the CA itself.
-    let mut rest = text.as_str();
-    while let Some(at) = rest.find(PREFIX) {
-        rest = &rest[at + PREFIX.len()..];
-        let end = rest.find('"').expect("quoted path");
-        let name = &rest[..end];
-        if let Some(stem) = name.strip_suffix(".pem") {
-            if stem.ends_with("ca") {
-                std::fs::write(dir.join(name), ca.pem()).expect("write CA");
-            } else {
-                let key = rcgen::KeyPair::generate().expect("key");
-                let cert = rcgen::CertificateParams::new(vec![stem.to_owned()])
-                    .expect("params")
-                    .signed_by(&key, &ca, &ca_key)
-                    .expect("sign");
-                std::fs::write(dir.join(name), cert.pem()).expect("write cert");
-                std::fs::write(dir.join(format!("{stem}.key")), key.serialize_pem())
-                    .expect("write key");
+    for piece in text.split(PREFIX).skip(1) {
+        let name = piece.split('"').next().unwrap_or_default();
+        match name.strip_suffix(".pem") {
+            Some(stem) if stem.ends_with("ca") => {
+                dir.write(name, &ca.pem);
             }
+            Some(stem) => {
+                ca.server(stem, &[stem]).write(&dir, stem);
+            }
+            None => {}
         }
     }
-    let copy = dir.join(file.file_name().expect("file name"));
-    let dir_text = format!("{}/", dir.display());
-    std::fs::write(&copy, text.replace(PREFIX, &dir_text)).expect("write config copy");
-    copy
+    let copy = dir.write(
+        &file.file_name().expect("file name").to_string_lossy(),
+        &text.replace(PREFIX, &format!("{}/", dir.file(""))),
+    );
+    (Some(dir), copy.into())
 }
 
 #[test]

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 mod client;
+pub mod tls;
 mod upstream;
 
 #[allow(unused_imports)]
@@ -207,6 +208,28 @@ impl Proxy {
         proxy
     }
 
+    /// The address of the listener called `name` (e.g. `cli-tls`), from the proxy's
+    /// `listening listener=NAME addr=…` log line; waits up to 5 s for that line.
+    pub fn listener(&self, name: &str) -> SocketAddr {
+        let needle = format!("listener={name} ");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let found = lock(&self.stderr)
+                .lines()
+                .find(|l| l.contains("listening") && l.contains(&needle))
+                .and_then(addr_field);
+            if let Some(addr) = found {
+                return addr;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no `listening listener={name}` line in the proxy's log:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Everything the proxy wrote to stderr so far.
     pub fn stderr(&self) -> String {
         lock(&self.stderr).clone()
@@ -253,6 +276,14 @@ impl Proxy {
     pub fn admin_get(&self, path: &str) -> Response {
         let mut c = Client::connect(self.admin);
         c.request(&format!("GET {path} HTTP/1.1\r\nHost: admin\r\n\r\n"))
+    }
+
+    /// `POST path` with an empty body on the admin endpoint (e.g. `/reload`).
+    pub fn admin_post(&self, path: &str) -> Response {
+        let mut c = Client::connect(self.admin);
+        c.request(&format!(
+            "POST {path} HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\n\r\n"
+        ))
     }
 
     /// The `/metrics` samples, keyed by series (`name{labels}`).
