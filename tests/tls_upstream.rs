@@ -12,10 +12,9 @@ use common::tls::{
 use common::{get, Client, Proxy};
 use std::time::Duration;
 
-#[test]
-fn a_tls_upstream_is_verified_and_its_connection_pooled() {
-    let dir = TempDir::new("upstream-tls");
-    let (client_ca, site) = localhost_site(&dir);
+/// A TLS upstream named `upstream.test`, its certificate issued by a private CA whose
+/// certificate is written to `internal-ca.pem` in `dir` (the path is returned).
+fn internal_upstream(dir: &TempDir) -> (String, TlsUpstream) {
     let internal = Ca::new("Internal CA");
     let ca_pem = dir.write("internal-ca.pem", &internal.pem);
     let up = TlsUpstream::start(
@@ -23,6 +22,14 @@ fn a_tls_upstream_is_verified_and_its_connection_pooled() {
         &internal.server("upstream.test", &["upstream.test"]),
         None,
     );
+    (ca_pem, up)
+}
+
+#[test]
+fn a_tls_upstream_is_verified_and_its_connection_pooled() {
+    let dir = TempDir::new("upstream-tls");
+    let (client_ca, site) = localhost_site(&dir);
+    let (ca_pem, up) = internal_upstream(&dir);
     let (proxy, tls_addr) = start_tls_proxy(
         &[up.addr],
         &[&site],
@@ -211,13 +218,7 @@ fn the_proxy_presents_its_client_certificate_to_the_upstream() {
 fn hsts_is_added_once_and_never_over_the_upstreams_own() {
     let dir = TempDir::new("upstream-hsts");
     let (client_ca, site) = localhost_site(&dir);
-    let internal = Ca::new("Internal CA");
-    let ca_pem = dir.write("internal-ca.pem", &internal.pem);
-    let up = TlsUpstream::start(
-        "secure",
-        &internal.server("upstream.test", &["upstream.test"]),
-        None,
-    );
+    let (ca_pem, up) = internal_upstream(&dir);
     let (_proxy, tls_addr) = start_tls_proxy(
         &[up.addr],
         &[&site],

@@ -14,7 +14,7 @@ pub(crate) mod session;
 mod upstream;
 
 pub(crate) use handshake::{AcceptFail, Handshake};
-pub use upstream::UpstreamTlsConfig;
+pub use upstream::{SignatureOnlyVerifier, UpstreamTlsConfig};
 
 use certs::{load_pair, read_certificates, CertSet, SniResolver};
 use proxy_core::config::{ClientAuth, ListenerTls};

@@ -39,7 +39,9 @@ impl UpstreamTlsConfig {
             );
             builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(NoVerification(provider.clone())))
+                .with_custom_certificate_verifier(Arc::new(SignatureOnlyVerifier::new(
+                    provider.clone(),
+                )))
         };
         let mut config = match &t.client_cert {
             None => builder.with_no_client_auth(),
@@ -98,12 +100,20 @@ fn roots(cluster: &str, ca: Option<&str>) -> Result<RootCertStore, String> {
     Ok(store)
 }
 
-/// Accepts any upstream certificate but still checks the handshake signatures (so the session
-/// is at least bound to the key the upstream presented). For `verify = false` only.
+/// Accepts any server certificate but still checks the handshake signatures (so the session is
+/// at least bound to the key the server presented). For `verify = false`, and for load
+/// generators that must not spend time on chain validation; never a default.
 #[derive(Debug)]
-struct NoVerification(Arc<CryptoProvider>);
+pub struct SignatureOnlyVerifier(Arc<CryptoProvider>);
 
-impl ServerCertVerifier for NoVerification {
+impl SignatureOnlyVerifier {
+    /// A verifier using `provider`'s signature algorithms.
+    pub fn new(provider: Arc<CryptoProvider>) -> SignatureOnlyVerifier {
+        SignatureOnlyVerifier(provider)
+    }
+}
+
+impl ServerCertVerifier for SignatureOnlyVerifier {
     fn verify_server_cert(
         &self,
         _: &CertificateDer<'_>,

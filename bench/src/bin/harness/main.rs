@@ -566,18 +566,20 @@ fn idle_scenario(o: &Options, setup: &Setup) -> Result<Vec<(Kind, Row)>, String>
             measure::idle_connections(running.port, o.idle, 200, Duration::from_secs(2));
         let rss = measure::status_kib(&running.pids(), "VmRSS:");
         drop(conns);
-        let run = Run {
-            errors: failed as u64,
-            ..Run::default()
-        };
-        rows.push((
-            kind,
-            Row {
-                runs: vec![run],
-                peak_rss_kib: 0,
-                idle_rss_kib: Some(rss),
-            },
-        ));
+        rows.push((kind, idle_row(failed, rss)));
     }
     Ok(rows)
+}
+
+/// The report row of an idle-connections measurement: failures, and the RSS with them open.
+pub fn idle_row(failed: usize, rss_kib: u64) -> Row {
+    let run = Run {
+        errors: failed as u64,
+        ..Run::default()
+    };
+    Row {
+        runs: vec![run],
+        peak_rss_kib: 0,
+        idle_rss_kib: Some(rss_kib),
+    }
 }

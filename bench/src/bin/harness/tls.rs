@@ -301,18 +301,7 @@ fn idle(
             before as f64 / 1024.0,
             rss.saturating_sub(before) as f64 / held.max(1) as f64
         ));
-        let run = Run {
-            errors: failed as u64,
-            ..Run::default()
-        };
-        rows.push((
-            kind,
-            Row {
-                runs: vec![run],
-                peak_rss_kib: 0,
-                idle_rss_kib: Some(rss),
-            },
-        ));
+        rows.push((kind, crate::idle_row(failed, rss)));
     }
     let how = format!(
         "{} TLS keep-alive connections (rustls client, {IDLE_THREADS} handshaking at a time, full handshake each, certificate verified against the test CA, ECDSA P-256, TLS 1.3) each make one request (`GET /0`), then sit idle (2 s); the contender's resident memory (all processes) and its open sockets are read then. Resident memory: {}.{}",

@@ -10,16 +10,13 @@
 //! with wrk, and like wrk (`SSL_VERIFY_NONE`) the load client checks the handshake signature
 //! but not the certificate chain; the probe and the idle client verify the chain.
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use proxy_io::tls::SignatureOnlyVerifier;
 use rustls::client::Resumption;
 use rustls::crypto::aws_lc_rs::{cipher_suite as cs, default_provider, kx_group};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{
-    ClientConfig, ClientConnection, DigitallySignedStruct, HandshakeKind, RootCertStore,
-    SignatureScheme, StreamOwned,
-};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, HandshakeKind, RootCertStore, StreamOwned};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -45,51 +42,11 @@ fn provider() -> Arc<CryptoProvider> {
     })
 }
 
-/// Checks the server's handshake signature with its certificate's key, not the chain.
-#[derive(Debug)]
-struct SignatureOnly(WebPkiSupportedAlgorithms);
-
-impl ServerCertVerifier for SignatureOnly {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
-    }
-}
-
 /// A client config that never resumes and offers ALPN http/1.1; with `ca`, certificates must
 /// chain to it, without, only the handshake signature is checked.
 pub fn config(ca: Option<&Path>) -> Result<Arc<ClientConfig>, String> {
     let provider = provider();
-    let algorithms = provider.signature_verification_algorithms;
-    let builder = ClientConfig::builder_with_provider(provider)
+    let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS client: {e}"))?;
     let mut cfg = match ca {
@@ -107,7 +64,9 @@ pub fn config(ca: Option<&Path>) -> Result<Arc<ClientConfig>, String> {
         }
         None => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(SignatureOnly(algorithms)))
+            .with_custom_certificate_verifier(Arc::new(SignatureOnlyVerifier::new(
+                provider.clone(),
+            )))
             .with_no_client_auth(),
     };
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
