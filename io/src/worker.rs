@@ -199,13 +199,12 @@ impl WorkerCtx {
                 .tls
                 .iter()
                 .map(|t| {
-                    let shared = t.as_ref()?;
-                    // Checked once at startup (`ServerTls::load`); a failure here cannot differ.
-                    let configs = shared.worker_configs().ok()?;
-                    Some(Rc::new(WorkerTls {
-                        shared: shared.clone(),
-                        configs,
-                    }))
+                    t.as_ref().map(|shared| {
+                        Rc::new(WorkerTls {
+                            shared: shared.clone(),
+                            configs: shared.worker_configs(),
+                        })
+                    })
                 })
                 .collect(),
             endpoint_tls: cfg

@@ -58,7 +58,8 @@ pub(crate) struct Client {
     /// trickling). Later heads get the header timeout from their first byte.
     first_head_deadline: Option<Instant>,
     /// The listener's TLS state, and once the handshake is done, what it established.
-    tls: Option<ClientTls>,
+    /// Boxed: a plain connection pays one pointer for it.
+    tls: Option<Box<ClientTls>>,
 }
 
 /// TLS facts of a client connection.
@@ -95,9 +96,11 @@ pub(crate) fn serve(
         served: 0,
         request_line: Vec::new(),
         first_head_deadline: None,
-        tls: tls.map(|listener| ClientTls {
-            listener,
-            handshake: None,
+        tls: tls.map(|listener| {
+            Box::new(ClientTls {
+                listener,
+                handshake: None,
+            })
         }),
     };
     tracing::trace!(conn = id, %peer, "accepted");

@@ -76,9 +76,8 @@ pub struct ServerTls {
     settings: ListenerTls,
     provider: Arc<CryptoProvider>,
     resolver: Arc<SniResolver>,
-    ticketer: Arc<dyn ProducesTickets>,
-    /// One verifier per distinct client-certificate policy.
-    verifiers: Vec<Arc<dyn ClientCertVerifier>>,
+    /// One rustls config per distinct client-certificate policy; workers take copies.
+    configs: Vec<ServerConfig>,
     /// Certificate `i` is served with `verifiers[cert_policy[i]]`.
     cert_policy: Vec<usize>,
     /// Requests must name the host their connection was negotiated for (421 otherwise).
@@ -121,25 +120,25 @@ impl ServerTls {
             };
             cert_policy.push(i);
         }
-        let verifiers = policies
+        let resolver = Arc::new(SniResolver {
+            current: arc_swap::ArcSwap::from_pointee(set),
+        });
+        let configs = policies
             .iter()
-            .map(|p| client_verifier(p, &provider))
+            .map(|p| {
+                let verifier = client_verifier(p, &provider)?;
+                server_config(&provider, verifier, resolver.clone(), ticketer.clone())
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        let tls = ServerTls {
+        Ok(Arc::new(ServerTls {
             name: listener.to_owned(),
             host_check: host_check || settings.mixed_client_auth(),
             settings: settings.clone(),
-            resolver: Arc::new(SniResolver {
-                current: arc_swap::ArcSwap::from_pointee(set),
-            }),
+            resolver,
             provider,
-            ticketer,
-            verifiers,
+            configs,
             cert_policy,
-        };
-        // Build one config now so that a bad combination fails at startup, not per worker.
-        tls.worker_configs()?;
-        Ok(Arc::new(tls))
+        }))
     }
 
     /// Re-reads every certificate and key; on success new handshakes use them at once, on
@@ -183,27 +182,39 @@ impl ServerTls {
         set.exact_or_wildcard(host).map(|i| self.cert_policy[i])
     }
 
-    /// One rustls config per client-certificate policy, for one worker (its own session-ID
-    /// cache; the ticket keys and certificates are shared).
-    pub(crate) fn worker_configs(&self) -> Result<Vec<Arc<ServerConfig>>, String> {
-        self.verifiers
+    /// One rustls config per client-certificate policy, for one worker: copies with their own
+    /// session-ID cache (the ticket keys and certificates stay shared).
+    pub(crate) fn worker_configs(&self) -> Vec<Arc<ServerConfig>> {
+        self.configs
             .iter()
-            .map(|v| {
-                let mut cfg = ServerConfig::builder_with_provider(self.provider.clone())
-                    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-                    .map_err(|e| format!("listener {}: TLS setup: {e}", self.name))?
-                    .with_client_cert_verifier(v.clone())
-                    .with_cert_resolver(self.resolver.clone());
-                cfg.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
-                cfg.ticketer = self.ticketer.clone();
-                cfg.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
-                // One ticket is all a client needs to resume; each costs an encryption.
-                cfg.send_tls13_tickets = 1;
-                cfg.max_early_data_size = 0;
-                Ok(Arc::new(cfg))
+            .map(|c| {
+                let mut c = c.clone();
+                c.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
+                Arc::new(c)
             })
             .collect()
     }
+}
+
+/// The rustls config for one client-certificate policy: TLS 1.3 and 1.2, the listener's
+/// certificates, the shared ticket keys, ALPN, no 0-RTT.
+fn server_config(
+    provider: &Arc<CryptoProvider>,
+    verifier: Arc<dyn ClientCertVerifier>,
+    resolver: Arc<SniResolver>,
+    ticketer: Arc<dyn ProducesTickets>,
+) -> Result<ServerConfig, String> {
+    let mut cfg = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(resolver);
+    cfg.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    cfg.ticketer = ticketer;
+    // One ticket is all a client needs to resume; each costs an encryption.
+    cfg.send_tls13_tickets = 1;
+    cfg.max_early_data_size = 0;
+    Ok(cfg)
 }
 
 /// A worker's view of a TLS listener.
