@@ -119,13 +119,6 @@ pub(crate) fn serve(
 async fn run(guard: ActiveGuard, mut client: Client, mut woken: bool) {
     let ctx = &*guard.0;
     let cfg: &Config = &ctx.config;
-    if client.tls.as_ref().is_some_and(|t| t.handshake.is_none()) {
-        if !client.handshake(ctx).await {
-            return;
-        }
-        // The request may have come with the handshake's last flight, or may be on its way.
-        woken = client.io.has_buffered();
-    }
     loop {
         if std::mem::take(&mut woken) {
             // `exchange` reads the head, with the header timeout.
@@ -185,7 +178,22 @@ async fn park(guard: ActiveGuard, mut client: Client, waited: Duration) {
         tracing::trace!(conn = client.id, "idle connection closed");
         return;
     }
-    guard::spawn_connection_task(run(guard, client, true));
+    if client.tls.as_ref().is_some_and(|t| t.handshake.is_none()) {
+        guard::spawn_connection_task(shake_hands(guard, client));
+    } else {
+        guard::spawn_connection_task(run(guard, client, true));
+    }
+}
+
+/// Completes a new connection's TLS handshake in a task of its own, then serves it. The
+/// exchange machinery is not part of this task's future, so a client that stalls mid-handshake
+/// costs the handshake state and little else.
+async fn shake_hands(guard: ActiveGuard, mut client: Client) {
+    if client.handshake(&guard.0).await {
+        // The request may have come with the handshake's last flight, or may be on its way.
+        let woken = client.io.has_buffered();
+        guard::spawn_connection_task(run(guard, client, woken));
+    }
 }
 
 /// How the wait for the next request ended.

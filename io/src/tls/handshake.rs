@@ -2,7 +2,7 @@
 //! to pick the rustls config its SNI calls for) and the client side towards upstreams.
 
 use super::certs::subject_of;
-use super::session::{tls_error, TlsSession, READ_CHUNK};
+use super::session::{tls_error, TlsSession};
 use super::{UpstreamTlsConfig, WorkerTls};
 use crate::stream::Timed;
 use rustls::server::Acceptor;
@@ -37,6 +37,9 @@ pub(crate) enum AcceptFail {
     Tls(String),
 }
 
+/// The read buffer while waiting for a ClientHello.
+const HELLO_BUFFER: usize = 4096;
+
 /// A fatal `unrecognized_name` alert record (TLS 1.2 record version, as TLS 1.3 also uses).
 const UNRECOGNIZED_NAME: [u8; 7] = [21, 3, 3, 0, 2, 2, 112];
 
@@ -51,7 +54,9 @@ impl Timed {
         deadline: Instant,
     ) -> Result<Handshake, AcceptFail> {
         let mut acceptor = Acceptor::default();
-        let mut inbuf = Vec::with_capacity(READ_CHUNK);
+        // A ClientHello fits in 4 KiB (one with a post-quantum key share is about 1.8 KiB), so a
+        // client that stalls mid-handshake holds that much, not a full record's buffer.
+        let mut inbuf = Vec::with_capacity(HELLO_BUFFER);
         let mut fed = 0;
         let mut first = true;
         let accepted = loop {
