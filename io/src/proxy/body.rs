@@ -329,7 +329,21 @@ pub(crate) async fn pump(
             return Err(PumpError::TooLarge);
         }
         let since = dst_rate.is_some().then(Instant::now);
-        let limit = dst_rate.map_or(timeouts.dst, |r| r.limit(timeouts.dst));
+        let limit = match &mut dst_rate {
+            Some(r) => {
+                // `r.bytes` is what the client had taken when last asked: a lower bound, so
+                // the limit it gives is never too lenient. The kernel is asked again (one
+                // ioctl) only when that bound decides the limit, which for a reader keeping up
+                // is about once per response rather than once per write.
+                let mut l = r.limit(timeouts.dst);
+                if l < timeouts.dst {
+                    r.bytes = delivered(dst, r.written_before + written);
+                    l = r.limit(timeouts.dst);
+                }
+                l
+            }
+            None => timeouts.dst,
+        };
         let (res, n) = match &mut relay {
             Relay::Raw => {
                 let (res, slice) = dst
@@ -349,7 +363,6 @@ pub(crate) async fn pump(
         written += n as u64;
         if let (Some(r), Some(since)) = (&mut dst_rate, since) {
             r.waited += since.elapsed();
-            r.bytes = delivered(dst, r.written_before + written);
         }
         res.map_err(|_| PumpError::Dst)?;
         buf.drain(..consumed);
