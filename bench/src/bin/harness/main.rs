@@ -363,11 +363,11 @@ fn run_scenarios(
         summary.push('\n');
     }
     let file = o.out.join(format!("{date}-summary.md"));
-    std::fs::write(
-        &file,
-        format!("# Ringway benchmarks, {date}\n\n{machine}\n\n{placement}\n\n{summary}"),
-    )
-    .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    // A later `--only` run the same day replaces its own scenarios' sections and keeps the rest.
+    let earlier = std::fs::read_to_string(&file).unwrap_or_default();
+    let head = format!("# Ringway benchmarks, {date}\n\n{machine}\n\n{placement}\n\n");
+    std::fs::write(&file, report::merge_summary(&earlier, &head, &summary))
+        .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
     eprintln!("results written to {}", o.out.display());
     Ok(())
 }

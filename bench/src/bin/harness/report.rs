@@ -252,3 +252,58 @@ fn bars(
     }
     Ok(())
 }
+
+/// The summary page: `head`, then the sections of `earlier` (a summary page written before
+/// today) for scenarios `new` does not cover, in their order, then the sections of `new`.
+/// Sections start with `### <scenario> `.
+pub fn merge_summary(earlier: &str, head: &str, new: &str) -> String {
+    let sections = |text: &str| -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, part) in text.split("\n### ").enumerate() {
+            if i == 0 && !part.starts_with("### ") {
+                continue;
+            }
+            let body = part.strip_prefix("### ").unwrap_or(part);
+            out.push(format!("### {}", body.trim_end()));
+        }
+        out
+    };
+    let name = |section: &str| -> String {
+        section
+            .trim_start_matches("### ")
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let fresh = sections(new);
+    let fresh_names: Vec<String> = fresh.iter().map(|s| name(s)).collect();
+    let mut out = head.to_owned();
+    for s in sections(earlier)
+        .into_iter()
+        .filter(|s| !fresh_names.contains(&name(s)))
+        .chain(fresh)
+    {
+        out.push_str(&s);
+        out.push_str("\n\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_summary;
+
+    #[test]
+    fn a_later_run_replaces_only_its_own_sections() {
+        let earlier = "# old head\n\nmachine\n\n### tls-ka-c64 — HTTPS\n\n| a |\n\n### resp-1m — big\n\nold numbers\n";
+        let new = "### resp-1m — big\n\nnew numbers\n\n### ka-c64 — small\n\nmore\n";
+        let page = merge_summary(earlier, "# new head\n\n", new);
+        assert_eq!(
+            page,
+            "# new head\n\n### tls-ka-c64 — HTTPS\n\n| a |\n\n### resp-1m — big\n\nnew numbers\n\n### ka-c64 — small\n\nmore\n\n"
+        );
+        // A first run of the day is just its own sections.
+        assert_eq!(merge_summary("", "# h\n\n", new).matches("### ").count(), 2);
+    }
+}
