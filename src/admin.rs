@@ -6,7 +6,7 @@
 use crate::tls::Reloadable;
 use proxy_core::config::Admin;
 use proxy_core::http1::parse_request;
-use proxy_io::metrics::{render_prometheus_with, WorkerStats};
+use proxy_io::metrics::{render_prometheus, WorkerStats};
 use proxy_io::shutdown::Shutdown;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -118,7 +118,7 @@ fn handle(
             &mut conn,
             "200 OK",
             "text/plain; version=0.0.4",
-            &render_prometheus_with(
+            &render_prometheus(
                 workers,
                 &tls.iter()
                     .flat_map(|l| l.certificates())

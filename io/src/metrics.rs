@@ -88,13 +88,9 @@ impl WorkerStats {
     }
 }
 
-/// Renders all workers' counters in the Prometheus text format, per worker and in total.
-pub fn render_prometheus(workers: &[Arc<WorkerStats>]) -> String {
-    render_prometheus_with(workers, &[])
-}
-
-/// Like [`render_prometheus`], plus the expiry of each TLS certificate in service.
-pub fn render_prometheus_with(
+/// Renders all workers' counters in the Prometheus text format, per worker and in total, and
+/// the expiry of each TLS certificate in service.
+pub fn render_prometheus(
     workers: &[Arc<WorkerStats>],
     certificates: &[crate::tls::CertificateStatus],
 ) -> String {

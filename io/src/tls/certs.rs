@@ -194,7 +194,7 @@ mod tests {
 
     fn named(names: &[&str]) -> LoadedCert {
         // A key is never used by lookup; any parseable one will do.
-        let k = rcgen_free_key();
+        let k = unusable_key();
         LoadedCert {
             key: k,
             names: names.iter().map(|s| (*s).to_owned()).collect(),
@@ -203,7 +203,7 @@ mod tests {
         }
     }
 
-    fn rcgen_free_key() -> Arc<CertifiedKey> {
+    fn unusable_key() -> Arc<CertifiedKey> {
         #[derive(Debug)]
         struct NoKey;
         impl rustls::sign::SigningKey for NoKey {
