@@ -175,6 +175,70 @@ pub struct Cli {
     /// How long an idle upstream connection is kept (e.g. 60s).
     #[arg(global = true, long, value_name = "DURATION", value_parser = duration)]
     pub upstream_idle_timeout: Option<Duration>,
+
+    /// HTTP/2 settings (`[http2]` in the file).
+    #[command(flatten)]
+    pub h2: H2Flags,
+}
+
+/// HTTP/2 flags: each overrides the `[http2]` key of the same name.
+#[derive(Debug, clap::Args)]
+pub struct H2Flags {
+    /// Serve HTTP/1.x only: no h2c on plain listeners, no ALPN `h2` on TLS listeners.
+    #[arg(global = true, long)]
+    pub no_http2: bool,
+
+    /// Streams an HTTP/2 client may have open at once.
+    #[arg(global = true, long, value_name = "N")]
+    pub h2_max_concurrent_streams: Option<u32>,
+
+    /// Largest HTTP/2 request header list, decoded (e.g. 16k; default --max-header-bytes).
+    #[arg(global = true, long, value_name = "SIZE", value_parser = size)]
+    pub h2_max_header_list_size: Option<u64>,
+
+    /// HTTP/2 flow-control window per stream for request bodies (e.g. 256k).
+    #[arg(global = true, long, value_name = "SIZE", value_parser = size)]
+    pub h2_initial_stream_window: Option<u64>,
+
+    /// HTTP/2 flow-control window per connection for request bodies (e.g. 1m).
+    #[arg(global = true, long, value_name = "SIZE", value_parser = size)]
+    pub h2_initial_connection_window: Option<u64>,
+
+    /// Response bytes buffered per HTTP/2 stream while the client's window is closed (e.g. 64k).
+    #[arg(global = true, long, value_name = "SIZE", value_parser = size)]
+    pub h2_max_send_buffer: Option<u64>,
+
+    /// Streams a client may open and reset before they are served (rapid reset), per connection.
+    #[arg(global = true, long, value_name = "N")]
+    pub h2_max_pending_resets: Option<usize>,
+
+    /// Streams Ringway may reset for a client's errors (MadeYouReset), per connection.
+    #[arg(global = true, long, value_name = "N")]
+    pub h2_max_local_error_resets: Option<usize>,
+
+    /// PING and SETTINGS frames a client may send per second.
+    #[arg(global = true, long, value_name = "N")]
+    pub h2_pings_settings_per_sec: Option<u32>,
+
+    /// PRIORITY, WINDOW_UPDATE and RST_STREAM frames a client may send per second.
+    #[arg(global = true, long, value_name = "N")]
+    pub h2_control_frames_per_sec: Option<u32>,
+
+    /// Empty DATA frames (without END_STREAM) a client may send in a row.
+    #[arg(global = true, long, value_name = "N")]
+    pub h2_empty_data_frames: Option<u32>,
+
+    /// How long an HTTP/2 connection with no open stream is kept (default --idle-timeout).
+    #[arg(global = true, long, value_name = "DURATION", value_parser = duration)]
+    pub h2_idle_timeout: Option<Duration>,
+
+    /// Send a keepalive PING after this long without a frame from the client (default: never).
+    #[arg(global = true, long, value_name = "DURATION", value_parser = duration)]
+    pub h2_ping_interval: Option<Duration>,
+
+    /// How long the answer to a keepalive PING may take (e.g. 20s).
+    #[arg(global = true, long, value_name = "DURATION", value_parser = duration)]
+    pub h2_ping_timeout: Option<Duration>,
 }
 
 /// Subcommands.

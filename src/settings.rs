@@ -2,10 +2,10 @@
 //! names, and hand the result to `proxy-core` to validate. Every failure names the file, key or
 //! flag at fault.
 
-use crate::cli::Cli;
+use crate::cli::{Cli, H2Flags};
 use proxy_core::config::{
-    Config, FileCertificate, FileCluster, FileConfig, FileEndpoint, FileListener, FileListenerTls,
-    FileRoute, FileUpstreamTls, Quantity,
+    Config, FileCertificate, FileCluster, FileConfig, FileEndpoint, FileHttp2, FileListener,
+    FileListenerTls, FileRoute, FileUpstreamTls, Quantity,
 };
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
@@ -89,6 +89,7 @@ fn apply_flags(cli: &Cli, file: &mut FileConfig) -> Result<(), String> {
     if let Some(n) = cli.max_body_bytes {
         file.limits.max_body_bytes = Some(Quantity::Int(n));
     }
+    apply_h2_flags(&cli.h2, &mut file.http2);
 
     let mut listens = cli.listen.clone();
     if listens.is_empty() && cli.listen_tls.is_empty() && cli.config.is_none() {
@@ -109,9 +110,15 @@ fn apply_flags(cli: &Cli, file: &mut FileConfig) -> Result<(), String> {
             name,
             bind,
             tls: None,
+            http2: None,
         });
     }
     add_tls_listeners(cli, file)?;
+    if cli.h2.no_http2 {
+        for l in &mut file.listeners {
+            l.http2 = Some(false);
+        }
+    }
     if !cli.upstream.is_empty() {
         if file.clusters.iter().any(|c| c.name == "default") {
             return Err("--upstream: the config file already has a cluster named `default`".into());
@@ -138,6 +145,34 @@ fn apply_flags(cli: &Cli, file: &mut FileConfig) -> Result<(), String> {
         });
     }
     Ok(())
+}
+
+/// Applies the `--h2-*` flags (and `--no-http2`, which turns HTTP/2 off everywhere, file
+/// listeners included) to `[http2]`.
+fn apply_h2_flags(f: &H2Flags, h: &mut FileHttp2) {
+    if f.no_http2 {
+        h.enabled = Some(false);
+    }
+    let size = |v: Option<u64>| v.map(Quantity::Int);
+    let dur = |v: Option<Duration>| v.map(secs);
+    macro_rules! over {
+        ($($slot:ident = $v:expr;)*) => { $( if let Some(v) = $v { h.$slot = Some(v); } )* };
+    }
+    over! {
+        max_concurrent_streams = f.h2_max_concurrent_streams;
+        max_header_list_size = size(f.h2_max_header_list_size);
+        initial_stream_window = size(f.h2_initial_stream_window);
+        initial_connection_window = size(f.h2_initial_connection_window);
+        max_send_buffer = size(f.h2_max_send_buffer);
+        max_pending_resets = f.h2_max_pending_resets;
+        max_local_error_resets = f.h2_max_local_error_resets;
+        pings_settings_per_sec = f.h2_pings_settings_per_sec;
+        control_frames_per_sec = f.h2_control_frames_per_sec;
+        empty_data_frames = f.h2_empty_data_frames;
+        idle_timeout = dur(f.h2_idle_timeout);
+        ping_interval = dur(f.h2_ping_interval);
+        ping_timeout = dur(f.h2_ping_timeout);
+    }
 }
 
 /// Adds the `--listen-tls` listeners, all serving the `--tls-cert`/`--tls-key` pairs.
@@ -190,6 +225,7 @@ fn add_tls_listeners(cli: &Cli, file: &mut FileConfig) -> Result<(), String> {
             name,
             bind: bind.clone(),
             tls: Some(tls.clone()),
+            http2: None,
         });
     }
     Ok(())

@@ -43,7 +43,7 @@ pub fn load(config: &Config) -> Result<TlsState, String> {
             Some(k) => Arc::clone(k),
             None => ticketer.insert(new_ticketer()?).clone(),
         };
-        let tls = ServerTls::load(&l.name, t, keys, host_check)
+        let tls = ServerTls::load(&l.name, t, keys, host_check, l.http2)
             .map_err(|e| format!("listener {}: {e}", l.name))?;
         per_listener.push(Some(tls));
     }

@@ -73,6 +73,12 @@ pub struct WorkerStats {
     pub tls_resumed: Counter,
     /// TLS handshakes that failed (bad input, timeout, refused certificate, unknown SNI).
     pub tls_handshake_errors: Counter,
+    /// HTTP/2 connections served (h2c and TLS).
+    pub h2_connections: Counter,
+    /// HTTP/2 streams accepted.
+    pub h2_streams: Counter,
+    /// HTTP/2 connections closed for a flood (GOAWAY ENHANCE_YOUR_CALM).
+    pub h2_floods: Counter,
     /// The driver this worker runs on, set once at start.
     pub driver: OnceLock<DriverInfo>,
     /// The CPU this worker is pinned to, if pinning succeeded.
@@ -200,6 +206,21 @@ pub fn render_prometheus(
             "ringway_tls_handshake_errors_total",
             "TLS handshakes that failed.",
             |w| w.tls_handshake_errors.get(),
+        ),
+        (
+            "ringway_h2_connections_total",
+            "HTTP/2 client connections served (h2c and over TLS).",
+            |w| w.h2_connections.get(),
+        ),
+        (
+            "ringway_h2_streams_total",
+            "HTTP/2 streams (requests) accepted.",
+            |w| w.h2_streams.get(),
+        ),
+        (
+            "ringway_h2_floods_total",
+            "HTTP/2 connections closed with GOAWAY(ENHANCE_YOUR_CALM) for a PING, SETTINGS, control-frame or empty-DATA flood.",
+            |w| w.h2_floods.get(),
         ),
     ] {
         counter(&mut out, name, help, "counter", &get);

@@ -62,6 +62,11 @@ impl Timed {
         }
     }
 
+    /// The socket and the TLS session, for a protocol that drives them itself (HTTP/2).
+    pub(crate) fn into_parts(self) -> (TcpStream, Option<Box<TlsSession>>) {
+        (self.stream, self.tls)
+    }
+
     /// Whether a read would return at once from what is already buffered (TLS only).
     pub(crate) fn has_buffered(&self) -> bool {
         self.tls.as_ref().is_some_and(|t| t.has_buffered())

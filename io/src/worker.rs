@@ -436,6 +436,7 @@ fn spawn_connection(ctx: &Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr, li
     ctx.next_conn.set(seq + 1);
     let id = ((ctx.index as u64) << 48) | seq;
     let tls = ctx.listener_tls.get(listener).cloned().flatten();
+    let http2 = ctx.config.listeners.get(listener).is_some_and(|l| l.http2);
     if ctx.active.get() >= ctx.config.server.max_connections {
         ctx.stats.connections_refused.inc();
         // A TLS client could not read a plain 503; it just sees the close.
@@ -452,5 +453,6 @@ fn spawn_connection(ctx: &Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr, li
         peer,
         id,
         tls,
+        http2,
     ));
 }

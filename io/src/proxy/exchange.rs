@@ -3,7 +3,7 @@
 
 use super::body::{pump, BodyTracker, ClientSide, MinRate, PumpError, PumpTimeouts, Relay};
 use super::upstream::{ForwardFail, Forwarded};
-use super::{Client, HeadFail, Next};
+use super::{Client, ClientTls, HeadFail, Next};
 use crate::access_log::AccessRecord;
 use crate::worker::WorkerCtx;
 use proxy_core::config::Config;
@@ -94,6 +94,50 @@ fn respond_head(
     (facts, close, dechunk, valid_upgrade)
 }
 
+impl ClientTls {
+    /// Whether a request for `host` must be refused with 421 on this TLS connection: its
+    /// listener's hosts differ in client-certificate policy, and `host` is not the name the
+    /// connection was negotiated for (or, without SNI, is served under another policy).
+    pub(super) fn misdirected(&self, host: Option<&[u8]>) -> bool {
+        let Some(hs) = &self.handshake else {
+            return false;
+        };
+        if !self.listener.shared.host_check() {
+            return false;
+        }
+        let Some(host) = host.and_then(|h| std::str::from_utf8(h).ok()) else {
+            return false;
+        };
+        let host = host.trim_end_matches('.');
+        match &hs.sni {
+            Some(sni) => !sni.eq_ignore_ascii_case(host),
+            None => self
+                .listener
+                .shared
+                .policy_for_host(host)
+                .is_some_and(|p| p != hs.policy),
+        }
+    }
+
+    /// The request field that carries the verified client certificate's subject upstream
+    /// (its name, and the subject if a certificate was presented), when configured.
+    pub(super) fn identity(&self) -> Option<(&[u8], Option<&[u8]>)> {
+        let name = self
+            .listener
+            .shared
+            .settings()
+            .client_subject_header
+            .as_ref()?;
+        let subject = self.handshake.as_ref().and_then(|h| h.subject.as_deref());
+        Some((name.as_bytes(), subject))
+    }
+
+    /// The `Strict-Transport-Security` value to add to responses, when configured.
+    pub(super) fn hsts(&self) -> Option<&str> {
+        self.listener.shared.settings().hsts.as_deref()
+    }
+}
+
 impl Client {
     /// Serves one request, start to finish.
     ///
@@ -105,6 +149,7 @@ impl Client {
         let (decision, mut cbuf) = match self.read_head(ctx, cfg).await {
             Ok((mut head, mut cbuf)) => (self.prepare(ctx, cfg, &mut head, &mut cbuf), cbuf),
             Err(HeadFail::Closed) => return Next::Close,
+            Err(HeadFail::H2) => return Next::H2,
             Err(HeadFail::Reject(status)) => {
                 self.request_line.clear();
                 let sent = self.send_status(ctx, cfg, status, true).await;
@@ -169,16 +214,12 @@ impl Client {
         };
         // The response head is turned into facts and the client's head synchronously, and moved
         // into that step, so its spans are not part of the connection's future.
-        let hsts = self
-            .tls
-            .as_ref()
-            .and_then(|t| t.listener.shared.settings().hsts.as_deref())
-            .filter(|_| {
-                rhead
-                    .headers
-                    .find(&ubuf, b"strict-transport-security")
-                    .is_none()
-            });
+        let hsts = self.tls.as_ref().and_then(|t| t.hsts()).filter(|_| {
+            rhead
+                .headers
+                .find(&ubuf, b"strict-transport-security")
+                .is_none()
+        });
         let (facts, close, dechunk, valid_upgrade) =
             respond_head(rhead, &req, &ubuf, ctx.drain.is_fired(), &mut out);
         if let (Some(v), true) = (hsts, valid_upgrade) {
@@ -344,16 +385,7 @@ impl Client {
             client_ip: self.ip.as_bytes(),
             scheme: if tls.is_some() { b"https" } else { b"http" },
             upstream_authority: ctx.endpoint_authority(ep.id),
-            identity: tls.and_then(|t| {
-                let name = t
-                    .listener
-                    .shared
-                    .settings()
-                    .client_subject_header
-                    .as_ref()?;
-                let subject = t.handshake.as_ref().and_then(|h| h.subject.as_deref());
-                Some((name.as_bytes(), subject))
-            }),
+            identity: tls.and_then(|t| t.identity()),
         };
         write_request_head(cbuf, head, &cfg.forward, &fctx, &mut out);
         let mut body = BodyTracker::new(req.framing);
@@ -425,29 +457,9 @@ impl Client {
         }
     }
 
-    /// Whether a request for `host` must be refused with 421 on this TLS connection: its
-    /// listener's hosts differ in client-certificate policy, and `host` is not the name the
-    /// connection was negotiated for (or, without SNI, is served under another policy).
+    /// Whether a request for `host` must be refused with 421 (see [`ClientTls::misdirected`]).
     fn misdirected(&self, host: Option<&[u8]>) -> bool {
-        let Some(tls) = &self.tls else { return false };
-        let Some(hs) = &tls.handshake else {
-            return false;
-        };
-        if !tls.listener.shared.host_check() {
-            return false;
-        }
-        let Some(host) = host.and_then(|h| std::str::from_utf8(h).ok()) else {
-            return false;
-        };
-        let host = host.trim_end_matches('.');
-        match &hs.sni {
-            Some(sni) => !sni.eq_ignore_ascii_case(host),
-            None => tls
-                .listener
-                .shared
-                .policy_for_host(host)
-                .is_some_and(|p| p != hs.policy),
-        }
+        self.tls.as_ref().is_some_and(|t| t.misdirected(host))
     }
 
     fn log(

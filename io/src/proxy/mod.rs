@@ -12,6 +12,7 @@ pub(crate) use body::BodyTracker;
 pub(crate) use guard::spawn_connection_task;
 mod exchange;
 mod guard;
+mod h2;
 mod tunnel;
 mod upstream;
 
@@ -41,6 +42,8 @@ pub(crate) enum Next {
     Close,
     /// Splice the connection to this upstream connection byte for byte (after a 101).
     Tunnel(Timed),
+    /// The client sent the HTTP/2 preface (h2c by prior knowledge): serve it as HTTP/2.
+    H2,
 }
 
 /// A client connection.
@@ -60,6 +63,8 @@ pub(crate) struct Client {
     /// The listener's TLS state, and once the handshake is done, what it established.
     /// Boxed: a plain connection pays one pointer for it.
     tls: Option<Box<ClientTls>>,
+    /// The listener serves HTTP/2 (h2c when plain, ALPN `h2` when TLS).
+    http2: bool,
 }
 
 /// TLS facts of a client connection.
@@ -87,6 +92,7 @@ pub(crate) fn serve(
     peer: SocketAddr,
     id: u64,
     tls: Option<Rc<WorkerTls>>,
+    http2: bool,
 ) -> impl std::future::Future<Output = ()> {
     let client = Client {
         io: Timed::new(stream),
@@ -102,6 +108,7 @@ pub(crate) fn serve(
                 handshake: None,
             })
         }),
+        http2,
     };
     tracing::trace!(conn = id, %peer, "accepted");
     park(guard, client, Duration::ZERO)
@@ -135,6 +142,13 @@ async fn run(guard: ActiveGuard, mut client: Client, mut woken: bool) {
         match client.exchange(ctx, cfg).await {
             Next::KeepAlive => client.served += 1,
             Next::Close => break,
+            Next::H2 => {
+                let buf = client.buf.take().unwrap_or_default();
+                guard::spawn_connection_task(h2::serve_h2c(
+                    guard, client.io, buf, client.id, client.ip,
+                ));
+                return;
+            }
             Next::Tunnel(upstream) => {
                 let leftover = client.buf.take().unwrap_or_default();
                 if client.io.tls.is_some() || upstream.tls.is_some() {
@@ -190,6 +204,17 @@ async fn park(guard: ActiveGuard, mut client: Client, waited: Duration) {
 /// costs the handshake state and little else.
 async fn shake_hands(guard: ActiveGuard, mut client: Client) {
     if client.handshake(&guard.0).await {
+        let h2 = client
+            .tls
+            .as_ref()
+            .and_then(|t| t.handshake.as_ref())
+            .is_some_and(|h| h.h2);
+        if let (true, Some(tls)) = (h2, client.tls.take()) {
+            guard::spawn_connection_task(h2::serve_tls(
+                guard, client.io, client.id, client.ip, tls,
+            ));
+            return;
+        }
         // The request may have come with the handshake's last flight, or may be on its way.
         let woken = client.io.has_buffered();
         guard::spawn_connection_task(run(guard, client, woken));
@@ -224,6 +249,8 @@ enum HeadFail {
     Closed,
     /// The client sent something that gets this status, then a close.
     Reject(Status),
+    /// The client sent the HTTP/2 connection preface.
+    H2,
 }
 
 impl Client {
@@ -312,8 +339,20 @@ impl Client {
             .unwrap_or_else(|| Instant::now() + cfg.timeouts.header);
         let mut buf = self.buf.take().unwrap_or_else(|| ctx.buffers.take());
         let mut scanned = 0;
+        // h2c by prior knowledge: the preface comes where the first request line would. It is
+        // checked before the head parser, which would take `PRI * HTTP/2.0` for a head.
+        let mut sniff = self.http2 && self.tls.is_none() && self.served == 0;
         loop {
-            if find_head_end(&buf, scanned).is_some() {
+            if sniff {
+                let k = buf.len().min(h2::PREFACE.len());
+                if buf[..k] != h2::PREFACE[..k] {
+                    sniff = false;
+                } else if k == h2::PREFACE.len() {
+                    self.buf = Some(buf);
+                    return Err(HeadFail::H2);
+                }
+            }
+            if !sniff && find_head_end(&buf, scanned).is_some() {
                 match parse_request(&buf) {
                     Ok(Some(head)) => return Ok((head, buf)),
                     Ok(None) => {}

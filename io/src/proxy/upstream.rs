@@ -32,7 +32,7 @@ pub(super) enum ForwardFail {
 }
 
 /// Why no response head could be read.
-enum HeadError {
+pub(super) enum HeadError {
     /// The connection closed (or was reset) before a single byte: typical of a stale pooled
     /// connection, and safe to retry.
     ClosedEmpty,
@@ -49,6 +49,36 @@ async fn connect_upstream(ctx: &WorkerCtx, ep: &Endpoint, cfg: &Config) -> io::R
         conn.connect_tls(tls, deadline).await?;
     }
     Ok(conn)
+}
+
+/// An upstream connection to `ep`: a pooled one (only if `retryable`, when it may be stale),
+/// else a new one. Returns it and whether it was reused, or the status to answer.
+pub(super) async fn acquire(
+    ctx: &WorkerCtx,
+    cfg: &Config,
+    ep: &Endpoint,
+    retryable: bool,
+    conn_id: u64,
+) -> Result<(Timed, bool), Status> {
+    if let Some(c) = ctx.upstreams.take(ep.id, Instant::now(), !retryable) {
+        ctx.stats.upstream_reuses.inc();
+        return Ok((c, true));
+    }
+    match connect_upstream(ctx, ep, cfg).await {
+        Ok(c) => {
+            ctx.stats.upstream_connects.inc();
+            Ok((c, false))
+        }
+        Err(e) => {
+            ctx.stats.upstream_errors.inc();
+            tracing::warn!(conn = conn_id, upstream = %ep.addr, error = %e, "upstream connect failed");
+            Err(if e.kind() == io::ErrorKind::TimedOut {
+                Status::GatewayTimeout
+            } else {
+                Status::BadGateway
+            })
+        }
+    }
 }
 
 impl Client {
@@ -69,28 +99,9 @@ impl Client {
         let stats = &ctx.stats;
         let mut retried = false;
         loop {
-            let (mut up, reused) = match ctx.upstreams.take(ep.id, Instant::now(), !retryable) {
-                Some(c) => {
-                    stats.upstream_reuses.inc();
-                    (c, true)
-                }
-                None => match connect_upstream(ctx, ep, cfg).await {
-                    Ok(c) => {
-                        stats.upstream_connects.inc();
-                        (c, false)
-                    }
-                    Err(e) => {
-                        stats.upstream_errors.inc();
-                        tracing::warn!(conn = self.id, upstream = %ep.addr, error = %e, "upstream connect failed");
-                        let status = if e.kind() == io::ErrorKind::TimedOut {
-                            Status::GatewayTimeout
-                        } else {
-                            Status::BadGateway
-                        };
-                        return Err(ForwardFail::Answer(status));
-                    }
-                },
-            };
+            let (mut up, reused) = acquire(ctx, cfg, ep, retryable, self.id)
+                .await
+                .map_err(ForwardFail::Answer)?;
             let may_retry = reused && retryable && !retried;
 
             let (res, o) = up
@@ -150,10 +161,8 @@ impl Client {
             }
 
             let mut ubuf = ctx.buffers.take();
-            match self
-                .read_response_head(&mut up, &mut ubuf, cfg, client_version)
-                .await
-            {
+            let interim = (client_version == Version::Http11).then_some(&mut self.io);
+            match read_response_head(&mut up, &mut ubuf, cfg, interim).await {
                 Ok(head) => return Ok(Forwarded { up, ubuf, head }),
                 Err(HeadError::ClosedEmpty) if may_retry => {
                     ctx.buffers.give(ubuf);
@@ -181,62 +190,61 @@ impl Client {
             }
         }
     }
+}
 
-    /// Reads the final response head into `ubuf`, passing interim 1xx responses (other than
-    /// 100, which the proxy already answered itself) on to HTTP/1.1 clients.
-    async fn read_response_head(
-        &mut self,
-        up: &mut Timed,
-        ubuf: &mut Vec<u8>,
-        cfg: &Config,
-        client_version: Version,
-    ) -> Result<ResponseHead, HeadError> {
-        let started = Instant::now();
-        let mut scanned = 0;
-        loop {
-            if find_head_end(ubuf, scanned).is_some() {
-                // Only (status, length) of an interim response is kept across the write below,
-                // so no parsed head is part of this future.
-                let interim = match parse_response(ubuf) {
-                    Ok(Some(head)) if head.is_interim() => (head.status, head.head_len),
-                    Ok(Some(head)) => return Ok(head),
-                    Ok(None) => (0, 0),
-                    Err(_) => return Err(HeadError::Garbage),
-                };
-                if let (status @ 100..=199, head_len) = interim {
-                    if status != 100 && client_version == Version::Http11 {
-                        let copy = ubuf[..head_len].to_vec();
-                        let (res, _) = self.io.write_all(copy, cfg.timeouts.idle).await;
-                        if res.is_err() {
-                            return Err(HeadError::Garbage);
-                        }
-                    }
-                    ubuf.drain(..head_len);
-                    scanned = 0;
-                    continue;
-                }
-            }
-            scanned = ubuf.len();
-            if ubuf.len() == ubuf.capacity() {
-                return Err(HeadError::Garbage);
-            }
-            let left = cfg
-                .timeouts
-                .upstream_response
-                .saturating_sub(started.elapsed());
-            if left.is_zero() {
-                return Err(HeadError::Timeout);
-            }
-            let (res, b) = up.read_append(std::mem::take(ubuf), left).await;
-            *ubuf = b;
-            match res {
-                Ok(0) if ubuf.is_empty() => return Err(HeadError::ClosedEmpty),
-                Ok(0) => return Err(HeadError::Garbage),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(HeadError::Timeout),
-                Err(_) if ubuf.is_empty() => return Err(HeadError::ClosedEmpty),
+/// Reads the final response head into `ubuf`. Interim 1xx responses other than 100 (which the
+/// proxy answers itself) are passed on to `interim` (an HTTP/1.1 client), or else dropped.
+pub(super) async fn read_response_head(
+    up: &mut Timed,
+    ubuf: &mut Vec<u8>,
+    cfg: &Config,
+    mut interim: Option<&mut Timed>,
+) -> Result<ResponseHead, HeadError> {
+    let started = Instant::now();
+    let mut scanned = 0;
+    loop {
+        if find_head_end(ubuf, scanned).is_some() {
+            // Only (status, length) of an interim response is kept across the write below,
+            // so no parsed head is part of this future.
+            let found = match parse_response(ubuf) {
+                Ok(Some(head)) if head.is_interim() => (head.status, head.head_len),
+                Ok(Some(head)) => return Ok(head),
+                Ok(None) => (0, 0),
                 Err(_) => return Err(HeadError::Garbage),
+            };
+            if let (status @ 100..=199, head_len) = found {
+                if let (true, Some(client)) = (status != 100, interim.as_deref_mut()) {
+                    let copy = ubuf[..head_len].to_vec();
+                    let (res, _) = client.write_all(copy, cfg.timeouts.idle).await;
+                    if res.is_err() {
+                        return Err(HeadError::Garbage);
+                    }
+                }
+                ubuf.drain(..head_len);
+                scanned = 0;
+                continue;
             }
+        }
+        scanned = ubuf.len();
+        if ubuf.len() == ubuf.capacity() {
+            return Err(HeadError::Garbage);
+        }
+        let left = cfg
+            .timeouts
+            .upstream_response
+            .saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return Err(HeadError::Timeout);
+        }
+        let (res, b) = up.read_append(std::mem::take(ubuf), left).await;
+        *ubuf = b;
+        match res {
+            Ok(0) if ubuf.is_empty() => return Err(HeadError::ClosedEmpty),
+            Ok(0) => return Err(HeadError::Garbage),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(HeadError::Timeout),
+            Err(_) if ubuf.is_empty() => return Err(HeadError::ClosedEmpty),
+            Err(_) => return Err(HeadError::Garbage),
         }
     }
 }

@@ -21,6 +21,8 @@ pub(crate) struct Handshake {
     pub(crate) subject: Option<Box<[u8]>>,
     /// The session was resumed (ticket or session ID).
     pub(crate) resumed: bool,
+    /// ALPN chose HTTP/2.
+    pub(crate) h2: bool,
 }
 
 /// Why a server handshake did not complete.
@@ -153,6 +155,7 @@ impl Timed {
             policy,
             subject,
             resumed: session.conn.handshake_kind() == Some(HandshakeKind::Resumed),
+            h2: session.conn.alpn_protocol() == Some(b"h2"),
         })
     }
 

@@ -27,6 +27,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Application protocols offered, in preference order.
 const ALPN: &[&[u8]] = &[b"http/1.1", b"http/1.0"];
+/// The ALPN protocols of a listener that also serves HTTP/2, preferred first.
+const ALPN_H2: &[&[u8]] = &[b"h2", b"http/1.1", b"http/1.0"];
 /// TLS 1.2 sessions remembered per worker for session-ID resumption.
 const SESSION_CACHE: usize = 4096;
 
@@ -98,12 +100,14 @@ impl ServerTls {
     /// warning (a restart must not take a site down) and show on `/metrics`.
     ///
     /// `host_check`: other listeners differ in client-certificate policy, so requests must
-    /// match their connection's SNI even if this listener's certificates agree.
+    /// match their connection's SNI even if this listener's certificates agree. `http2`: offer
+    /// `h2` in ALPN.
     pub fn load(
         listener: &str,
         settings: &ListenerTls,
         ticketer: Arc<dyn ProducesTickets>,
         host_check: bool,
+        http2: bool,
     ) -> Result<Arc<ServerTls>, String> {
         let provider = provider();
         let set = load_set(settings, &provider)?;
@@ -127,7 +131,12 @@ impl ServerTls {
             .iter()
             .map(|p| {
                 let verifier = client_verifier(p, &provider)?;
-                server_config(&provider, verifier, resolver.clone(), ticketer.clone())
+                let mut cfg =
+                    server_config(&provider, verifier, resolver.clone(), ticketer.clone())?;
+                if http2 {
+                    cfg.alpn_protocols = ALPN_H2.iter().map(|p| p.to_vec()).collect();
+                }
+                Ok::<_, String>(cfg)
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Arc::new(ServerTls {

@@ -39,6 +39,7 @@ impl Proxy {
                 name: "test".into(),
                 bind: "127.0.0.1:0".into(),
                 tls: None,
+                http2: None,
             }],
             routes: vec![FileRoute {
                 host: None,

@@ -30,6 +30,9 @@ pub struct FileConfig {
     /// `[[clusters]]`.
     #[serde(default)]
     pub clusters: Vec<FileCluster>,
+    /// `[http2]`.
+    #[serde(default)]
+    pub http2: super::http2::FileHttp2,
 }
 
 /// `[server]`.
@@ -117,6 +120,8 @@ pub struct FileListener {
     pub bind: String,
     /// `[listeners.tls]`: terminate TLS on this listener.
     pub tls: Option<super::tls::FileListenerTls>,
+    /// Serve HTTP/2 on this listener; default `http2.enabled`.
+    pub http2: Option<bool>,
 }
 
 /// One `[[routes]]` entry.

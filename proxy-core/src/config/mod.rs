@@ -3,6 +3,7 @@
 //! re-validates; an invalid [`Config`] cannot be built. Errors name the key and say why.
 
 mod file;
+mod http2;
 mod tls;
 mod units;
 
@@ -10,6 +11,7 @@ pub use file::{
     FileCluster, FileConfig, FileEndpoint, FileLimits, FileListener, FileProxy, FileRoute,
     FileServer, FileTimeouts,
 };
+pub use http2::{FileHttp2, Http2};
 pub use tls::{
     CertificateFiles, ClientAuth, FileCertificate, FileListenerTls, FileUpstreamTls, ListenerTls,
     UpstreamTls,
@@ -139,6 +141,8 @@ pub struct Listener {
     pub bind: SocketAddr,
     /// TLS termination, if this is a TLS listener.
     pub tls: Option<ListenerTls>,
+    /// Serves HTTP/2 (h2c by prior knowledge when plain, ALPN `h2` when TLS).
+    pub http2: bool,
 }
 
 /// An upstream endpoint.
@@ -182,6 +186,8 @@ pub struct Config {
     pub router: Router,
     /// Clusters, indexed by the router's cluster ids.
     pub clusters: Vec<Cluster>,
+    /// HTTP/2 settings.
+    pub http2: Http2,
 }
 
 impl Config {
@@ -257,7 +263,8 @@ impl Config {
                 Duration::from_secs(60),
             )?,
         };
-        let listeners = resolve_listeners(&file.listeners)?;
+        let http2 = http2::resolve_http2(&file.http2, &limits, &timeouts)?;
+        let listeners = resolve_listeners(&file.listeners, http2.enabled)?;
         let clusters = resolve_clusters(&file.clusters)?;
         let router = resolve_routes(&file.routes, &clusters)?;
         Ok(Config {
@@ -269,6 +276,7 @@ impl Config {
             listeners,
             router,
             clusters,
+            http2,
         })
     }
 }
@@ -363,7 +371,7 @@ fn resolve_server(s: &FileServer) -> Result<Server, ConfigError> {
     })
 }
 
-fn resolve_listeners(raw: &[FileListener]) -> Result<Vec<Listener>, ConfigError> {
+fn resolve_listeners(raw: &[FileListener], http2: bool) -> Result<Vec<Listener>, ConfigError> {
     if raw.is_empty() {
         return err(
             "listeners",
@@ -403,6 +411,7 @@ fn resolve_listeners(raw: &[FileListener]) -> Result<Vec<Listener>, ConfigError>
                 name: l.name.clone(),
                 bind,
                 tls,
+                http2: l.http2.unwrap_or(http2),
             })
         })
         .collect()

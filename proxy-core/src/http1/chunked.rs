@@ -110,6 +110,30 @@ impl ChunkedDecoder {
     /// rest of the input while `consumed < input.len()` and not `done`. Once done, bytes after
     /// the body are left unconsumed: they belong to the next message.
     pub fn decode<'a>(&mut self, input: &'a [u8]) -> Result<Decoded<'a>, ChunkedError> {
+        self.decode_inner(input, false)
+    }
+
+    /// Like [`ChunkedDecoder::decode`], but also returns right after the last chunk's size line,
+    /// so that the caller sees where the trailer section starts: while
+    /// [`ChunkedDecoder::in_trailers`] holds, the bytes `decode` consumes are trailer fields
+    /// (checked here; the caller may keep them to pass the trailers on).
+    pub fn decode_to_trailers<'a>(&mut self, input: &'a [u8]) -> Result<Decoded<'a>, ChunkedError> {
+        self.decode_inner(input, true)
+    }
+
+    /// Whether the decoder is inside the trailer section (after the last chunk, before the end).
+    pub fn in_trailers(&self) -> bool {
+        matches!(
+            self.state,
+            State::TrailerStart | State::TrailerLine { .. } | State::TrailerLf { .. }
+        )
+    }
+
+    fn decode_inner<'a>(
+        &mut self,
+        input: &'a [u8],
+        stop_at_trailers: bool,
+    ) -> Result<Decoded<'a>, ChunkedError> {
         let mut i = 0;
         while i < input.len() {
             let b = input[i];
@@ -165,11 +189,18 @@ impl ChunkedDecoder {
                         return Err(ChunkedError::BadLineEnding);
                     }
                     self.line = 0;
-                    self.state = if self.remaining == 0 {
-                        State::TrailerStart
+                    if self.remaining == 0 {
+                        self.state = State::TrailerStart;
+                        if stop_at_trailers {
+                            return Ok(Decoded {
+                                consumed: i + 1,
+                                data: &[],
+                                done: false,
+                            });
+                        }
                     } else {
-                        State::Data
-                    };
+                        self.state = State::Data;
+                    }
                 }
                 State::DataCr => {
                     if b != b'\r' {
@@ -256,6 +287,28 @@ pub(super) fn hex_value(b: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_trailer_section_can_be_told_apart() {
+        let body = b"3\r\nabc\r\n0\r\ngrpc-status: 0\r\nx: y\r\n\r\nNEXT";
+        for step in 1..body.len() {
+            let mut d = ChunkedDecoder::new();
+            let (mut data, mut trailers, mut pos) = (Vec::new(), Vec::new(), 0);
+            while pos < body.len() && !d.is_done() {
+                let end = (pos + step).min(body.len());
+                let was_in_trailers = d.in_trailers();
+                let r = d.decode_to_trailers(&body[pos..end]).expect("valid");
+                data.extend_from_slice(r.data);
+                if was_in_trailers {
+                    trailers.extend_from_slice(&body[pos..pos + r.consumed]);
+                }
+                pos += r.consumed;
+            }
+            assert_eq!(data, b"abc");
+            assert_eq!(trailers, b"grpc-status: 0\r\nx: y\r\n\r\n", "step {step}");
+            assert_eq!(&body[pos..], b"NEXT");
+        }
+    }
 
     /// Decodes `input` fed in pieces of `step` bytes; returns payload, consumed and done.
     fn run(input: &[u8], step: usize) -> Result<(Vec<u8>, usize, bool), ChunkedError> {

@@ -12,8 +12,8 @@ mod request;
 mod response;
 
 pub use chunked::{ChunkedDecoder, ChunkedError, Decoded};
-pub(crate) use head::has_token;
 pub use head::{find_head_end, HeaderSpan, Headers, Span, Version, MAX_HEADERS};
+pub(crate) use head::{has_token, is_tchar};
 pub use request::{parse_request, Method, RequestHead};
 pub use response::{parse_response, ResponseHead};
 

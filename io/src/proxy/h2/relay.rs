@@ -1,0 +1,252 @@
+//! Bodies between an HTTP/2 stream and an HTTP/1.1 upstream connection.
+//!
+//! Request bodies: each DATA payload is written upstream (chunk-framed when the client gave no
+//! length) and only then released to the client's flow-control window, so a slow upstream
+//! slows the client instead of filling Ringway's memory. Request trailers end a chunked body.
+//!
+//! Response bodies: read from the upstream, sent as DATA as the client's window and the
+//! stream's send buffer allow (`max_send_buffer` bounds what waits per stream); a chunked
+//! upstream body is decoded, and its trailers become HTTP/2 trailers.
+
+use crate::proxy::BodyTracker;
+use crate::stream::Timed;
+use crate::worker::WorkerCtx;
+use bytes::Bytes;
+use h2::{RecvStream, SendStream};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use std::future::poll_fn;
+use std::io;
+
+/// Why a body relay stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RelayError {
+    /// The client reset the stream, went away, or stopped reading for too long.
+    Client,
+    /// The upstream failed, timed out or sent a broken body.
+    Upstream,
+    /// The request body grew past `limits.max_body_bytes`.
+    TooLarge,
+}
+
+/// Writes `bytes` as a chunk-size line into `out`.
+fn chunk_line(out: &mut Vec<u8>, n: usize) {
+    use std::io::Write as _;
+    let _ = write!(out, "{n:x}\r\n");
+}
+
+/// Relays the request body from `body` to `up`; `scratch` is a buffer to frame into.
+pub(super) async fn request_body(
+    ctx: &WorkerCtx,
+    body: &mut RecvStream,
+    up: &mut Timed,
+    chunked: bool,
+    limit: Option<u64>,
+    scratch: &mut Vec<u8>,
+) -> Result<(), RelayError> {
+    let cfg = &ctx.config;
+    let mut total: u64 = 0;
+    loop {
+        let data = match monoio::time::timeout(cfg.timeouts.idle, body.data()).await {
+            Err(_) => return Err(RelayError::Client),
+            Ok(None) => break,
+            Ok(Some(Err(_))) => return Err(RelayError::Client),
+            Ok(Some(Ok(d))) => d,
+        };
+        let n = data.len();
+        total += n as u64;
+        if limit.is_some_and(|l| total > l) {
+            return Err(RelayError::TooLarge);
+        }
+        if n == 0 {
+            continue;
+        }
+        let res = if chunked {
+            scratch.clear();
+            chunk_line(scratch, n);
+            scratch.extend_from_slice(&data);
+            scratch.extend_from_slice(b"\r\n");
+            let (res, s) = up
+                .write_all(std::mem::take(scratch), cfg.timeouts.upstream_response)
+                .await;
+            *scratch = s;
+            res
+        } else {
+            up.write_all(data, cfg.timeouts.upstream_response).await.0
+        };
+        if res.is_err() {
+            return Err(RelayError::Upstream);
+        }
+        // Released only now: the client may send more once the upstream took this.
+        let _ = body.flow_control().release_capacity(n);
+    }
+    if chunked {
+        scratch.clear();
+        scratch.extend_from_slice(b"0\r\n");
+        if let Ok(Some(trailers)) = poll_fn(|cx| body.poll_trailers(cx)).await {
+            for (name, value) in &trailers {
+                scratch.extend_from_slice(name.as_str().as_bytes());
+                scratch.extend_from_slice(b": ");
+                scratch.extend_from_slice(value.as_bytes());
+                scratch.extend_from_slice(b"\r\n");
+            }
+        }
+        scratch.extend_from_slice(b"\r\n");
+        let (res, s) = up
+            .write_all(std::mem::take(scratch), cfg.timeouts.upstream_response)
+            .await;
+        *scratch = s;
+        res.map_err(|_| RelayError::Upstream)?;
+    }
+    Ok(())
+}
+
+/// Sends `data` on `send` as the client's window allows; `end` ends the stream with the last
+/// byte (or with an empty frame when `data` is empty).
+async fn send_all(
+    ctx: &WorkerCtx,
+    send: &mut SendStream<Bytes>,
+    mut data: &[u8],
+    end: bool,
+) -> Result<(), RelayError> {
+    if data.is_empty() {
+        return if end {
+            send.send_data(Bytes::new(), true)
+                .map_err(|_| RelayError::Client)
+        } else {
+            Ok(())
+        };
+    }
+    while !data.is_empty() {
+        send.reserve_capacity(data.len());
+        let granted = monoio::time::timeout(
+            ctx.config.timeouts.idle,
+            poll_fn(|cx| send.poll_capacity(cx)),
+        )
+        .await;
+        let n = match granted {
+            Ok(Some(Ok(n))) => n.min(data.len()),
+            _ => return Err(RelayError::Client),
+        };
+        if n == 0 {
+            continue;
+        }
+        let last = n == data.len();
+        send.send_data(Bytes::copy_from_slice(&data[..n]), end && last)
+            .map_err(|_| RelayError::Client)?;
+        data = &data[n..];
+    }
+    Ok(())
+}
+
+/// Reads more of the upstream's body into `ubuf`; `Ok(0)` is the upstream closing.
+async fn fill(ctx: &WorkerCtx, up: &mut Timed, ubuf: &mut Vec<u8>) -> io::Result<usize> {
+    if ubuf.capacity() == ubuf.len() {
+        ubuf.reserve(16 * 1024);
+    }
+    let (res, b) = up
+        .read_append(std::mem::take(ubuf), ctx.config.timeouts.upstream_response)
+        .await;
+    *ubuf = b;
+    res
+}
+
+/// Relays the response body from `up` (whose first bytes are in `ubuf`) to `send`, framed as
+/// `tracker` says. Returns the payload bytes sent; on success `ubuf` holds whatever followed
+/// the body (nothing, for a connection fit to pool).
+pub(super) async fn response_body(
+    ctx: &WorkerCtx,
+    up: &mut Timed,
+    ubuf: &mut Vec<u8>,
+    send: &mut SendStream<Bytes>,
+    tracker: &mut BodyTracker,
+) -> Result<u64, RelayError> {
+    let mut sent: u64 = 0;
+    let mut trailers: Vec<u8> = Vec::new();
+    loop {
+        if ubuf.is_empty() {
+            match fill(ctx, up, ubuf).await {
+                Ok(0) if matches!(tracker, BodyTracker::UntilClose) => {
+                    send_all(ctx, send, &[], true).await?;
+                    return Ok(sent);
+                }
+                Ok(0) | Err(_) => return Err(RelayError::Upstream),
+                Ok(_) => {}
+            }
+        }
+        match tracker {
+            BodyTracker::Done => return Ok(sent),
+            BodyTracker::UntilClose => {
+                send_all(ctx, send, ubuf, false).await?;
+                sent += ubuf.len() as u64;
+                ubuf.clear();
+            }
+            BodyTracker::Length(rem) => {
+                let n = usize::try_from(*rem).map_or(ubuf.len(), |r| r.min(ubuf.len()));
+                *rem -= n as u64;
+                let end = *rem == 0;
+                send_all(ctx, send, &ubuf[..n], end).await?;
+                sent += n as u64;
+                ubuf.drain(..n);
+                if end {
+                    *tracker = BodyTracker::Done;
+                    return Ok(sent);
+                }
+            }
+            BodyTracker::Chunked(d) => {
+                let mut pos = 0;
+                // Decode what is buffered, sending each run of payload as it is found.
+                while pos < ubuf.len() && !d.is_done() {
+                    let in_trailers = d.in_trailers();
+                    let r = d
+                        .decode_to_trailers(&ubuf[pos..])
+                        .map_err(|_| RelayError::Upstream)?;
+                    if in_trailers {
+                        trailers.extend_from_slice(&ubuf[pos..pos + r.consumed]);
+                    }
+                    let data = r.data;
+                    let (start, len) = (pos + r.consumed - data.len(), data.len());
+                    pos += r.consumed;
+                    if len > 0 {
+                        send_all(ctx, send, &ubuf[start..start + len], false).await?;
+                        sent += len as u64;
+                    }
+                }
+                let done = d.is_done();
+                ubuf.drain(..pos);
+                if done {
+                    *tracker = BodyTracker::Done;
+                    match parse_trailers(&trailers) {
+                        Some(map) if !map.is_empty() => {
+                            send.send_trailers(map).map_err(|_| RelayError::Client)?
+                        }
+                        _ => send_all(ctx, send, &[], true).await?,
+                    }
+                    return Ok(sent);
+                }
+            }
+        }
+    }
+}
+
+/// The trailer fields of a chunked body (the decoder has checked their syntax), minus those
+/// that may not appear in HTTP/2.
+fn parse_trailers(raw: &[u8]) -> Option<HeaderMap> {
+    let mut map = HeaderMap::new();
+    for line in raw.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            continue;
+        }
+        let colon = line.iter().position(|&b| b == b':')?;
+        let value = line[colon + 1..].trim_ascii();
+        let name = HeaderName::from_bytes(&line[..colon]).ok()?;
+        if matches!(
+            name.as_str(),
+            "connection" | "keep-alive" | "transfer-encoding" | "te" | "upgrade" | "content-length"
+        ) {
+            continue;
+        }
+        map.append(name, HeaderValue::from_bytes(value).ok()?);
+    }
+    Some(map)
+}

@@ -1,0 +1,414 @@
+//! One HTTP/2 stream, in a task of its own: translate the request into the HTTP/1.1 head the
+//! rest of Ringway works with, route it, forward it through the per-core upstream pool, and
+//! relay the response back under the client's flow control.
+//!
+//! Failures stay on their stream: before the response head, the client gets the status (502,
+//! 504, …); after it, the stream is reset (INTERNAL_ERROR). A malformed request is reset with
+//! PROTOCOL_ERROR (RFC 9113 §8.1.1). A stream the client resets drops its upstream connection
+//! unpooled. The connection's other streams never notice.
+
+use super::relay::{self, RelayError};
+use super::Live;
+use crate::access_log::AccessRecord;
+use crate::proxy::upstream::{acquire, read_response_head, HeadError};
+use crate::proxy::BodyTracker;
+use crate::worker::WorkerCtx;
+use bytes::Bytes;
+use h2::server::SendResponse;
+use h2::{Reason, RecvStream};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
+use proxy_core::config::Endpoint;
+use proxy_core::h2::{response_fields, write_http1_request, PseudoHeaders, RequestBody};
+use proxy_core::http1::{parse_request, parse_response, BodyFraming, Method, ResponseHead};
+use proxy_core::rewrite::{write_request_head, ForwardContext};
+use proxy_core::Status;
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::rc::Rc;
+use std::task::Poll;
+use std::time::Instant;
+
+/// What a stream needs after its request head is gone.
+struct Stream {
+    ctx: Rc<WorkerCtx>,
+    live: Live,
+    respond: SendResponse<Bytes>,
+    started: Instant,
+    /// `METHOD path HTTP/2.0`, kept only when the access log is on.
+    request_line: Vec<u8>,
+}
+
+/// Serves one stream to the end.
+pub(super) async fn serve(
+    ctx: Rc<WorkerCtx>,
+    live: Live,
+    req: Request<RecvStream>,
+    respond: SendResponse<Bytes>,
+) {
+    let mut s = Stream {
+        ctx,
+        live,
+        respond,
+        started: Instant::now(),
+        request_line: Vec::new(),
+    };
+    let (parts, body) = req.into_parts();
+    let mut out = s.ctx.buffers.take();
+    let plan = s.prepare(&parts, &body, &mut out);
+    drop(parts);
+    match plan {
+        Ok(p) => s.forward(p, body, out).await,
+        Err(Refusal::Malformed) => {
+            s.ctx.buffers.give(out);
+            s.ctx.stats.bad_requests.inc();
+            s.respond.send_reset(Reason::PROTOCOL_ERROR);
+        }
+        Err(Refusal::Answer(status)) => {
+            s.ctx.buffers.give(out);
+            s.answer(status, None);
+        }
+    }
+}
+
+/// Why a request is not forwarded.
+enum Refusal {
+    /// Reset the stream with PROTOCOL_ERROR.
+    Malformed,
+    /// Answer with this status.
+    Answer(Status),
+}
+
+/// A request ready to forward.
+struct Plan {
+    method: Method,
+    body: RequestBody,
+    endpoint: (usize, usize),
+}
+
+/// Bytes written so far, and whether the exchange completed (for pooling and logs).
+struct Outcome {
+    status: u16,
+    bytes: u64,
+}
+
+impl Stream {
+    /// Translates, routes and checks the request; writes the upstream head into `out`.
+    fn prepare(
+        &mut self,
+        parts: &http::request::Parts,
+        body: &RecvStream,
+        out: &mut Vec<u8>,
+    ) -> Result<Plan, Refusal> {
+        let ctx = &*self.ctx;
+        let cfg = &*ctx.config;
+        let conn = self.live.conn();
+        let path = parts.uri.path_and_query().map(|p| p.as_str().as_bytes());
+        if ctx.access_log.is_some() {
+            self.request_line
+                .extend_from_slice(parts.method.as_str().as_bytes());
+            self.request_line.push(b' ');
+            self.request_line.extend_from_slice(path.unwrap_or(b"-"));
+            self.request_line.extend_from_slice(b" HTTP/2.0");
+        }
+        let length = match parts.headers.get(http::header::CONTENT_LENGTH) {
+            None => None,
+            Some(v) => Some(
+                std::str::from_utf8(v.as_bytes())
+                    .ok()
+                    .and_then(|t| t.parse::<u64>().ok())
+                    .ok_or(Refusal::Malformed)?,
+            ),
+        };
+        let kind = match length {
+            _ if body.is_end_stream() => RequestBody::None,
+            Some(n) => RequestBody::Length(n),
+            None => RequestBody::Chunked,
+        };
+        if let (Some(n), Some(max)) = (length, cfg.limits.max_body_bytes) {
+            if n > max {
+                return Err(Refusal::Answer(Status::PayloadTooLarge));
+            }
+        }
+        let pseudo = PseudoHeaders {
+            method: parts.method.as_str().as_bytes(),
+            authority: parts.uri.authority().map(|a| a.as_str().as_bytes()),
+            path,
+        };
+        let fields = || {
+            parts
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
+        };
+        // The translated head goes into `out` first, is parsed from there, and the forwarded
+        // head is then written after it; the translation is dropped before sending.
+        match write_http1_request(&pseudo, fields, kind, out) {
+            Ok(()) => {}
+            Err(Status::BadRequest) => return Err(Refusal::Malformed),
+            Err(status) => return Err(Refusal::Answer(status)),
+        }
+        let mut head = match parse_request(out) {
+            Ok(Some(h)) => h,
+            Ok(None) => return Err(Refusal::Malformed),
+            Err(e) => return Err(Refusal::Answer(e.status())),
+        };
+        if head.target.len() > cfg.limits.max_uri_bytes {
+            return Err(Refusal::Answer(Status::UriTooLong));
+        }
+        if let Err(e) = head.normalize_path(out) {
+            return Err(Refusal::Answer(e.status()));
+        }
+        if conn
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.misdirected(head.host_name(out)))
+        {
+            return Err(Refusal::Answer(Status::MisdirectedRequest));
+        }
+        let Some(cluster) = cfg.router.route(head.host_name(out), head.path.of(out)) else {
+            return Err(Refusal::Answer(Status::NotFound));
+        };
+        let pick = ctx
+            .balancers
+            .borrow_mut()
+            .get_mut(cluster)
+            .and_then(|b| b.pick());
+        let Some(ep) = pick.and_then(|i| cfg.clusters[cluster].endpoints.get(i)) else {
+            return Err(Refusal::Answer(Status::ServiceUnavailable));
+        };
+        let fctx = ForwardContext {
+            client_ip: conn.ip.as_bytes(),
+            scheme: if conn.tls.is_some() {
+                b"https"
+            } else {
+                b"http"
+            },
+            upstream_authority: ctx.endpoint_authority(ep.id),
+            identity: conn.tls.as_ref().and_then(|t| t.identity()),
+        };
+        let mut forwarded = ctx.buffers.take();
+        write_request_head(out, &head, &cfg.forward, &fctx, &mut forwarded);
+        std::mem::swap(out, &mut forwarded);
+        ctx.buffers.give(forwarded);
+        Ok(Plan {
+            method: head.method,
+            body: kind,
+            endpoint: (cluster, pick.unwrap_or_default()),
+        })
+    }
+
+    /// Sends the request upstream (retrying once on a fresh connection when a reused one was
+    /// stale and the request is safe to repeat) and relays the response.
+    async fn forward(&mut self, plan: Plan, mut body: RecvStream, mut out: Vec<u8>) {
+        let ctx = self.ctx.clone();
+        let cfg = &*ctx.config;
+        let ep = &cfg.clusters[plan.endpoint.0].endpoints[plan.endpoint.1];
+        let retryable = plan.method.is_idempotent() && plan.body == RequestBody::None;
+        let mut retried = false;
+        let conn_id = self.live.conn().id;
+        let (mut up, mut ubuf, rhead) = loop {
+            let acquired = self
+                .unless_reset(acquire(&ctx, cfg, ep, retryable, conn_id))
+                .await;
+            let (mut up, reused) = match acquired {
+                None => return ctx.buffers.give(out),
+                Some(Err(status)) => {
+                    ctx.buffers.give(out);
+                    return self.answer(status, Some(ep));
+                }
+                Some(Ok(c)) => c,
+            };
+            let may_retry = reused && retryable && !retried;
+            let (res, o) = up.write_all(out, cfg.timeouts.upstream_response).await;
+            out = o;
+            if res.is_err() {
+                if may_retry {
+                    retried = true;
+                    ctx.stats.upstream_retries.inc();
+                    continue;
+                }
+                ctx.stats.upstream_errors.inc();
+                ctx.buffers.give(out);
+                return self.answer(Status::BadGateway, Some(ep));
+            }
+            if plan.body != RequestBody::None {
+                let chunked = plan.body == RequestBody::Chunked;
+                let limit = cfg.limits.max_body_bytes;
+                match relay::request_body(&ctx, &mut body, &mut up, chunked, limit, &mut out).await
+                {
+                    Ok(()) => {}
+                    Err(RelayError::Client) => return ctx.buffers.give(out),
+                    Err(RelayError::TooLarge) => {
+                        ctx.buffers.give(out);
+                        return self.answer(Status::PayloadTooLarge, Some(ep));
+                    }
+                    Err(RelayError::Upstream) => {
+                        ctx.stats.upstream_errors.inc();
+                        ctx.buffers.give(out);
+                        return self.answer(Status::BadGateway, Some(ep));
+                    }
+                }
+            }
+            let mut ubuf = ctx.buffers.take();
+            let head = self
+                .unless_reset(read_response_head(&mut up, &mut ubuf, cfg, None))
+                .await;
+            match head {
+                None => {
+                    ctx.buffers.give(ubuf);
+                    return ctx.buffers.give(out);
+                }
+                Some(Ok(h)) => break (up, ubuf, h),
+                Some(Err(HeadError::ClosedEmpty)) if may_retry => {
+                    ctx.buffers.give(ubuf);
+                    retried = true;
+                    ctx.stats.upstream_retries.inc();
+                }
+                Some(Err(e)) => {
+                    ctx.buffers.give(ubuf);
+                    ctx.buffers.give(out);
+                    ctx.stats.upstream_errors.inc();
+                    let status = match e {
+                        HeadError::Timeout => Status::GatewayTimeout,
+                        _ => Status::BadGateway,
+                    };
+                    tracing::warn!(conn = conn_id, upstream = %ep.addr, ?status, "upstream failed before its response head");
+                    return self.answer(status, Some(ep));
+                }
+            }
+        };
+        ctx.buffers.give(out);
+        drop(body);
+        if rhead.status == 101 {
+            ctx.buffers.give(ubuf);
+            ctx.stats.upstream_errors.inc();
+            return self.answer(Status::BadGateway, Some(ep));
+        }
+        // The parsed head (kilobytes of spans) is consumed here, not kept across an await.
+        let (framing, upstream_close, head_len, status, response) = {
+            let r = rhead;
+            let framing = r.framing(plan.method);
+            let response = self.response(&ubuf, &r, framing);
+            (framing, r.close, r.head_len, r.status, response)
+        };
+        ubuf.drain(..head_len);
+        let end = matches!(framing, BodyFraming::None | BodyFraming::Length(0));
+        let mut send = match self.respond.send_response(response, end) {
+            Ok(s) => s,
+            Err(_) => {
+                // The client reset the stream meanwhile.
+                ctx.buffers.give(ubuf);
+                return;
+            }
+        };
+        ctx.stats.count_response(status);
+        let mut outcome = Outcome { status, bytes: 0 };
+        let complete = if end {
+            true
+        } else {
+            let mut tracker = BodyTracker::new(framing);
+            ctx.upsize_for(&mut ubuf, &tracker);
+            match relay::response_body(&ctx, &mut up, &mut ubuf, &mut send, &mut tracker).await {
+                Ok(n) => {
+                    outcome.bytes = n;
+                    true
+                }
+                Err(RelayError::Upstream) => {
+                    ctx.stats.upstream_errors.inc();
+                    tracing::warn!(conn = conn_id, upstream = %ep.addr, "upstream failed mid-response; resetting the stream");
+                    send.send_reset(Reason::INTERNAL_ERROR);
+                    false
+                }
+                Err(_) => false,
+            }
+        };
+        if complete && !upstream_close && framing != BodyFraming::UntilClose && ubuf.is_empty() {
+            ctx.upstreams.put(ep.id, up, Instant::now());
+        }
+        ctx.recycle(ubuf);
+        self.log(&outcome, Some(ep));
+    }
+
+    /// The HTTP/2 response for an upstream response head.
+    fn response(&self, ubuf: &[u8], rhead: &ResponseHead, framing: BodyFraming) -> Response<()> {
+        let mut headers = HeaderMap::with_capacity(rhead.headers.as_slice().len() + 1);
+        for (name, value) in response_fields(ubuf, rhead, framing) {
+            if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
+                headers.append(n, v);
+            }
+        }
+        if let Some(hsts) = self.live.conn().tls.as_ref().and_then(|t| t.hsts()) {
+            if !headers.contains_key(http::header::STRICT_TRANSPORT_SECURITY) {
+                if let Ok(v) = HeaderValue::from_str(hsts) {
+                    headers.insert(http::header::STRICT_TRANSPORT_SECURITY, v);
+                }
+            }
+        }
+        let mut resp = Response::new(());
+        *resp.status_mut() =
+            http::StatusCode::from_u16(rhead.status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+        *resp.headers_mut() = headers;
+        resp
+    }
+
+    /// Answers the stream with Ringway's own response for `status`.
+    fn answer(&mut self, status: Status, ep: Option<&Endpoint>) {
+        let canned = status.response(false);
+        let mut outcome = Outcome {
+            status: status.code(),
+            bytes: 0,
+        };
+        if let Ok(Some(head)) = parse_response(canned) {
+            let body = &canned[head.head_len..];
+            let framing = BodyFraming::Length(body.len() as u64);
+            let resp = self.response(canned, &head, framing);
+            if let Ok(mut send) = self.respond.send_response(resp, body.is_empty()) {
+                if !body.is_empty() && send.send_data(Bytes::from_static(body), true).is_ok() {
+                    outcome.bytes = body.len() as u64;
+                }
+            }
+        }
+        self.ctx.stats.count_response(status.code());
+        if status.code() < 500 {
+            self.ctx.stats.bad_requests.inc();
+        }
+        self.log(&outcome, ep);
+    }
+
+    /// Runs `fut` unless the client resets the stream first (then `None`, and `fut` is
+    /// dropped: its upstream connection with it).
+    async fn unless_reset<F: Future>(&mut self, fut: F) -> Option<F::Output> {
+        let mut fut = pin!(fut);
+        let respond = &mut self.respond;
+        poll_fn(|cx| {
+            if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Some(v));
+            }
+            match respond.poll_reset(cx) {
+                Poll::Ready(_) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    fn log(&self, outcome: &Outcome, ep: Option<&Endpoint>) {
+        if self.ctx.access_log.is_none() {
+            return;
+        }
+        let conn = self.live.conn();
+        self.ctx.log_access(&AccessRecord {
+            client_ip: conn.ip.as_bytes(),
+            request_line: if self.request_line.is_empty() {
+                b"-"
+            } else {
+                &self.request_line
+            },
+            status: outcome.status,
+            bytes: outcome.bytes,
+            latency: self.started.elapsed(),
+            upstream: ep.map(|e| self.ctx.endpoint_authority(e.id)),
+            conn: conn.id,
+        });
+    }
+}
