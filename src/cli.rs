@@ -228,6 +228,10 @@ pub struct H2Flags {
     #[arg(global = true, long, value_name = "N")]
     pub h2_empty_data_frames: Option<u32>,
 
+    /// Upstream exchanges HTTP/2 streams may run at once per endpoint per worker; more queue.
+    #[arg(global = true, long, value_name = "N")]
+    pub h2_max_upstream_connections: Option<usize>,
+
     /// How long an HTTP/2 connection with no open stream is kept (default --idle-timeout).
     #[arg(global = true, long, value_name = "DURATION", value_parser = duration)]
     pub h2_idle_timeout: Option<Duration>,

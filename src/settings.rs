@@ -169,6 +169,7 @@ fn apply_h2_flags(f: &H2Flags, h: &mut FileHttp2) {
         pings_settings_per_sec = f.h2_pings_settings_per_sec;
         control_frames_per_sec = f.h2_control_frames_per_sec;
         empty_data_frames = f.h2_empty_data_frames;
+        max_upstream_connections = f.h2_max_upstream_connections;
         idle_timeout = dur(f.h2_idle_timeout);
         ping_interval = dur(f.h2_ping_interval);
         ping_timeout = dur(f.h2_ping_timeout);

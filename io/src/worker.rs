@@ -174,6 +174,8 @@ pub(crate) struct WorkerCtx {
     authorities: Vec<Vec<u8>>,
     active: Cell<usize>,
     next_conn: Cell<u64>,
+    /// Upstream exchange slots of HTTP/2 streams, per endpoint id.
+    pub(crate) h2_slots: Vec<Rc<proxy::H2Slots>>,
 }
 
 impl WorkerCtx {
@@ -228,6 +230,7 @@ impl WorkerCtx {
                 .collect(),
             active: Cell::new(0),
             next_conn: Cell::new(0),
+            h2_slots: (0..cfg.endpoint_count()).map(|_| Rc::default()).collect(),
         }
     }
 

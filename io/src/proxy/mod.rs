@@ -10,6 +10,7 @@ mod body;
 
 pub(crate) use body::BodyTracker;
 pub(crate) use guard::spawn_connection_task;
+pub(crate) use h2::Slots as H2Slots;
 mod exchange;
 mod guard;
 mod h2;

@@ -34,6 +34,8 @@ pub struct FileHttp2 {
     pub control_frames_per_sec: Option<u32>,
     /// Empty DATA frames (without END_STREAM) a client may send in a row.
     pub empty_data_frames: Option<u32>,
+    /// Upstream exchanges HTTP/2 streams may run at once per endpoint per worker; more wait.
+    pub max_upstream_connections: Option<usize>,
     /// How long a connection with no open stream is kept; default `timeouts.idle`.
     pub idle_timeout: Option<super::Quantity>,
     /// Send a PING after this long without any frame from the client; 0 or absent: never.
@@ -63,6 +65,8 @@ pub struct Http2 {
     pub max_local_error_resets: usize,
     /// Limits on frames that cost work without carrying a request.
     pub floods: FloodLimits,
+    /// Concurrent upstream exchanges of HTTP/2 streams per endpoint per worker.
+    pub max_upstream_connections: usize,
     /// Idle connection lifetime.
     pub idle_timeout: Duration,
     /// Keepalive PING interval, if any.
@@ -171,7 +175,12 @@ pub(super) fn resolve_http2(
     if max_local_error_resets == 0 {
         return err("http2.max_local_error_resets", "must be at least 1");
     }
+    let max_upstream_connections = f.max_upstream_connections.unwrap_or(256);
+    if !(1..=65_536).contains(&max_upstream_connections) {
+        return err("http2.max_upstream_connections", "must be from 1 to 65536");
+    }
     Ok(Http2 {
+        max_upstream_connections,
         enabled: f.enabled.unwrap_or(true),
         max_concurrent_streams: streams,
         max_header_list_size: header_list as u32,

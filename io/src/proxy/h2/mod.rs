@@ -14,8 +14,11 @@
 
 mod io;
 mod relay;
+mod slots;
 mod stream;
 mod tls;
+
+pub(crate) use slots::Slots;
 
 use super::{ActiveGuard, ClientTls, IpText};
 use crate::stream::Timed;

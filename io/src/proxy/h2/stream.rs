@@ -206,6 +206,20 @@ impl Stream {
         let retryable = plan.method.is_idempotent() && plan.body == RequestBody::None;
         let mut retried = false;
         let conn_id = self.live.conn().id;
+        let slots = ctx.h2_slots[ep.id].clone();
+        let cap = cfg.http2.max_upstream_connections;
+        let slot = match self
+            .unless_reset(slots.acquire(cap, cfg.timeouts.upstream_connect))
+            .await
+        {
+            None => return ctx.buffers.give(out),
+            Some(None) => {
+                tracing::warn!(conn = conn_id, upstream = %ep.addr, cap, "no upstream slot within the connect timeout");
+                ctx.buffers.give(out);
+                return self.answer(Status::ServiceUnavailable, Some(ep));
+            }
+            Some(Some(slot)) => slot,
+        };
         let (mut up, mut ubuf, rhead) = loop {
             let acquired = self
                 .unless_reset(acquire(&ctx, cfg, ep, retryable, conn_id))
@@ -326,6 +340,7 @@ impl Stream {
             ctx.upstreams.put(ep.id, up, Instant::now());
         }
         ctx.recycle(ubuf);
+        drop(slot);
         self.log(&outcome, Some(ep));
     }
 
