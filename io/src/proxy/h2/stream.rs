@@ -82,6 +82,8 @@ enum Refusal {
 struct Plan {
     method: Method,
     body: RequestBody,
+    /// The client waits for `100 Continue` before sending its body.
+    expect_continue: bool,
     endpoint: (usize, usize),
 }
 
@@ -190,9 +192,15 @@ impl Stream {
         write_request_head(out, &head, &cfg.forward, &fctx, &mut forwarded);
         std::mem::swap(out, &mut forwarded);
         ctx.buffers.give(forwarded);
+        let expect_continue = kind != RequestBody::None
+            && parts
+                .headers
+                .get(http::header::EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         Ok(Plan {
             method: head.method,
             body: kind,
+            expect_continue,
             endpoint: (cluster, pick.unwrap_or_default()),
         })
     }
@@ -244,6 +252,11 @@ impl Stream {
                 ctx.stats.upstream_errors.inc();
                 ctx.buffers.give(out);
                 return self.answer(Status::BadGateway, Some(ep));
+            }
+            if plan.expect_continue && !retried {
+                let mut go_on = Response::new(());
+                *go_on.status_mut() = http::StatusCode::CONTINUE;
+                let _ = self.respond.send_informational(go_on);
             }
             if plan.body != RequestBody::None {
                 let chunked = plan.body == RequestBody::Chunked;
