@@ -195,3 +195,50 @@ fn tls_errors_name_the_key() {
         "listeners[0].tls.certificates"
     );
 }
+
+#[test]
+fn http2_defaults_follow_http1_limits_and_listeners_can_opt_out() {
+    let text = format!(
+        "{MINIMAL}[limits]\nmax_header_bytes = \"32k\"\n[timeouts]\nidle = \"7s\"\n[[listeners]]\nname = \"h1\"\nbind = \"127.0.0.1:8081\"\nhttp2 = false\n"
+    );
+    let c = resolve(&text).unwrap();
+    assert!(c.http2.enabled);
+    assert_eq!(c.http2.max_header_list_size, 32 * 1024);
+    assert_eq!(c.http2.idle_timeout, Duration::from_secs(7));
+    assert_eq!(c.http2.max_concurrent_streams, 128);
+    assert_eq!(c.http2.ping_interval, None);
+    assert!(c.listeners[0].http2);
+    assert!(!c.listeners[1].http2);
+    let off = resolve(&format!("{MINIMAL}[http2]\nenabled = false\n")).unwrap();
+    assert!(!off.listeners[0].http2);
+}
+
+#[test]
+fn http2_errors_name_the_key() {
+    for (body, key) in [
+        ("max_concurrent_streams = 0", "http2.max_concurrent_streams"),
+        (
+            "initial_stream_window = \"4g\"",
+            "http2.initial_stream_window",
+        ),
+        (
+            "initial_connection_window = 100",
+            "http2.initial_connection_window",
+        ),
+        (
+            "max_header_list_size = \"2m\"",
+            "http2.max_header_list_size",
+        ),
+        ("pings_settings_per_sec = 0", "http2.pings_settings_per_sec"),
+        (
+            "max_upstream_connections = 0",
+            "http2.max_upstream_connections",
+        ),
+        ("ping_timeout = \"soon\"", "http2.ping_timeout"),
+    ] {
+        let e = resolve(&format!("{MINIMAL}[http2]\n{body}\n")).unwrap_err();
+        assert_eq!(e.key, key, "{body}");
+    }
+    let file: Result<FileConfig, _> = toml::from_str("[http2]\nmax_streams = 1\n");
+    assert!(file.unwrap_err().to_string().contains("max_streams"));
+}
