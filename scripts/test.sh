@@ -47,6 +47,9 @@ scripts/vtc.sh --driver epoll || status=1
 echo "test.sh: slow-client attacks (slowhttptest), io_uring and epoll"
 scripts/slow-clients.sh --quick --driver uring || status=1
 scripts/slow-clients.sh --quick --driver epoll || status=1
+echo "test.sh: HTTP/2 interop and load (h2load, nghttp), io_uring and epoll"
+scripts/h2.sh --driver uring || status=1
+scripts/h2.sh --driver epoll || status=1
 echo "test.sh: TLS profile scan (sslyze, Mozilla intermediate), io_uring and epoll, and its self-test"
 scripts/tls-scan.sh --driver uring || status=1
 scripts/tls-scan.sh --driver epoll || status=1

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 mod client;
+pub mod h2;
 pub mod tls;
 mod upstream;
 

@@ -19,6 +19,8 @@
 //! | `/bad-framing`  | 200 with both Content-Length and Transfer-Encoding (response smuggling)|
 //! | `/ws`           | with `Upgrade`: 101, then echoes every byte until the client closes     |
 //! | `/ws-unasked`   | 101 even though the request asked for no upgrade                      |
+//! | `/digest`       | 200, body = the request head; `X-Seen-Length`, `X-Seen-Fnv` (FNV-1a 64 of the body, hex), `X-Seen-Framing`, `X-Seen-Trailers`, `X-Seen-Te` |
+//! | `/grpc`         | 200 chunked `application/grpc`, body = the request body, trailers `grpc-status: 0`, `grpc-message: ok`; `X-Seen-*` as `/digest` |
 //!
 //! Every response carries `X-Upstream: <name>`. A HEAD request gets the GET head without a body.
 
@@ -29,6 +31,13 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// FNV-1a (64-bit) of `data`: what `/digest` reports as `X-Seen-Fnv` (as 16 hex digits).
+pub fn fnv1a(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
 
 /// The deterministic body of `/bytes/N`: byte `i` is `i % 251` (a prime, so the pattern does
 /// not line up with buffer sizes and a misplaced block shows).
@@ -135,6 +144,7 @@ struct Request {
     headers: Vec<(String, String)>,
     body: Vec<u8>,
     framing: &'static str,
+    trailers: Vec<(String, String)>,
 }
 
 impl Request {
@@ -176,10 +186,11 @@ fn read_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Request> {
         headers,
         body: Vec::new(),
         framing: "none",
+        trailers: Vec::new(),
     };
     let te = req.header("transfer-encoding").map(str::to_ascii_lowercase);
     if te.is_some_and(|t| t.contains("chunked")) {
-        req.body = read_chunked(s, buf)?.0;
+        (req.body, req.trailers) = read_chunked(s, buf)?;
         req.framing = "chunked";
     } else if let Some(len) = req.header("content-length") {
         let len: usize = len.trim().parse().unwrap_or(0);
@@ -273,6 +284,30 @@ fn answer(
             respond(s, req, shared, "200 OK", &extra, &req.body)
         }
         "headers" => respond(s, req, shared, "200 OK", &[], req.head.as_bytes()),
+        "digest" => respond(s, req, shared, "200 OK", &seen(req), req.head.as_bytes()),
+        "grpc" => {
+            let mut head = format!(
+                "HTTP/1.1 200 OK\r\nX-Upstream: {}\r\nContent-Type: application/grpc\r\n\
+                 Transfer-Encoding: chunked\r\nTrailer: grpc-status, grpc-message\r\n",
+                shared.name
+            );
+            for (k, v) in seen(req) {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            head.push_str("\r\n");
+            s.write_all(head.as_bytes())?;
+            // The echoed body in two chunks (when there is one), then the trailers.
+            let (a, b) = req.body.split_at(req.body.len() / 2);
+            for piece in [a, b] {
+                if !piece.is_empty() {
+                    s.write_all(format!("{:x}\r\n", piece.len()).as_bytes())?;
+                    s.write_all(piece)?;
+                    s.write_all(b"\r\n")?;
+                }
+            }
+            s.write_all(b"0\r\ngrpc-status: 0\r\ngrpc-message: ok\r\n\r\n")?;
+            Ok(req.keep_alive())
+        }
         "bytes" => {
             let n: usize = arg.parse().unwrap_or(0);
             respond(s, req, shared, "200 OK", &[], &pattern(n))
@@ -381,6 +416,27 @@ fn answer(
         ),
         _ => respond(s, req, shared, "404 Not Found", &[], b"no such mock path"),
     }
+}
+
+/// What `/digest` and `/grpc` report about the request as `X-Seen-*` fields. Trailers are
+/// listed as `name=value` joined by `, ` (`-` for none), `te` as received (`-` if absent).
+fn seen(req: &Request) -> Vec<(&'static str, String)> {
+    let trailers: Vec<String> = req
+        .trailers
+        .iter()
+        .map(|(k, v)| format!("{}={v}", k.to_ascii_lowercase()))
+        .collect();
+    let or_dash = |s: String| if s.is_empty() { "-".to_owned() } else { s };
+    vec![
+        ("X-Seen-Length", req.body.len().to_string()),
+        ("X-Seen-Fnv", format!("{:016x}", fnv1a(&req.body))),
+        ("X-Seen-Framing", req.framing.to_owned()),
+        ("X-Seen-Trailers", or_dash(trailers.join(", "))),
+        (
+            "X-Seen-Te",
+            or_dash(req.header("te").unwrap_or_default().to_owned()),
+        ),
+    ]
 }
 
 /// After a 101: echoes bytes (those already buffered first) until the peer closes.

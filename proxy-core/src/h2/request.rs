@@ -163,19 +163,22 @@ where
 
 /// The fields of an upstream HTTP/1.1 response that go on to an HTTP/2 client: everything but
 /// the connection-specific fields and those `Connection` names (§8.2.2), and `Content-Length`
-/// unless it frames the body. Yields `(name, value)` slices of `buf`.
+/// unless it frames the body or `head_request` (a HEAD response states the length a GET would
+/// get). Yields `(name, value)` slices of `buf`.
 pub fn response_fields<'a>(
     buf: &'a [u8],
     head: &'a ResponseHead,
     framing: BodyFraming,
+    head_request: bool,
 ) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
+    let keep_length = head_request || matches!(framing, BodyFraming::Length(_));
     let connection = head.headers.find(buf, b"connection");
     head.headers.as_slice().iter().filter_map(move |h| {
         let name = h.name.of(buf);
         let value = h.value.of(buf);
         let drop = CONNECTION_SPECIFIC.iter().any(|c| eq(c, name))
             || eq(name, b"te")
-            || (eq(name, b"content-length") && !matches!(framing, BodyFraming::Length(_)))
+            || (eq(name, b"content-length") && !keep_length)
             || connection.is_some_and(|c| has_token(c, name));
         (!drop).then_some((name, value))
     })
@@ -298,7 +301,7 @@ mod tests {
         let head = crate::http1::parse_response(raw)
             .expect("parses")
             .expect("complete");
-        let names: Vec<String> = response_fields(raw, &head, BodyFraming::Chunked)
+        let names: Vec<String> = response_fields(raw, &head, BodyFraming::Chunked, false)
             .map(|(n, _)| String::from_utf8_lossy(n).into_owned())
             .collect();
         assert_eq!(names, ["Content-Type", "Trailer"]);
@@ -307,8 +310,17 @@ mod tests {
             .expect("parses")
             .expect("complete");
         assert_eq!(
-            response_fields(raw, &head, BodyFraming::Length(3)).count(),
+            response_fields(raw, &head, BodyFraming::Length(3), false).count(),
             1
+        );
+        // A HEAD response keeps the length a GET would get, though no body follows.
+        assert_eq!(
+            response_fields(raw, &head, BodyFraming::None, true).count(),
+            1
+        );
+        assert_eq!(
+            response_fields(raw, &head, BodyFraming::None, false).count(),
+            0
         );
     }
 }

@@ -315,7 +315,7 @@ impl Stream {
         let (framing, upstream_close, head_len, status, response) = {
             let r = rhead;
             let framing = r.framing(plan.method);
-            let response = self.response(&ubuf, &r, framing);
+            let response = self.response(&ubuf, &r, framing, plan.method == Method::Head);
             (framing, r.close, r.head_len, r.status, response)
         };
         ubuf.drain(..head_len);
@@ -358,9 +358,15 @@ impl Stream {
     }
 
     /// The HTTP/2 response for an upstream response head.
-    fn response(&self, ubuf: &[u8], rhead: &ResponseHead, framing: BodyFraming) -> Response<()> {
+    fn response(
+        &self,
+        ubuf: &[u8],
+        rhead: &ResponseHead,
+        framing: BodyFraming,
+        head_request: bool,
+    ) -> Response<()> {
         let mut headers = HeaderMap::with_capacity(rhead.headers.as_slice().len() + 1);
-        for (name, value) in response_fields(ubuf, rhead, framing) {
+        for (name, value) in response_fields(ubuf, rhead, framing, head_request) {
             if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
                 headers.append(n, v);
             }
@@ -389,7 +395,7 @@ impl Stream {
         if let Ok(Some(head)) = parse_response(canned) {
             let body = &canned[head.head_len..];
             let framing = BodyFraming::Length(body.len() as u64);
-            let resp = self.response(canned, &head, framing);
+            let resp = self.response(canned, &head, framing, false);
             if let Ok(mut send) = self.respond.send_response(resp, body.is_empty()) {
                 if !body.is_empty() && send.send_data(Bytes::from_static(body), true).is_ok() {
                     outcome.bytes = body.len() as u64;
