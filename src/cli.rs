@@ -71,6 +71,11 @@ pub struct Cli {
     #[arg(global = true, long, value_name = "VALUE")]
     pub hsts: Option<String>,
 
+    /// Protocol spoken to the --upstream endpoints: http1 (pooled connections) or h2 (one
+    /// multiplexed HTTP/2 connection per endpoint per worker; h2c, or ALPN h2 with --upstream-tls).
+    #[arg(global = true, long, value_name = "PROTOCOL", value_parser = ["http1", "h2"])]
+    pub upstream_protocol: Option<String>,
+
     /// Talk TLS to the --upstream endpoints.
     #[arg(global = true, long)]
     pub upstream_tls: bool,

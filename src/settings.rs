@@ -136,6 +136,7 @@ fn apply_flags(cli: &Cli, file: &mut FileConfig) -> Result<(), String> {
             name: "default".into(),
             endpoints,
             tls: upstream_tls(cli),
+            protocol: cli.upstream_protocol.clone(),
         });
         // A catch-all route: the least specific of all, so file routes still win.
         file.routes.push(FileRoute {

@@ -2,7 +2,7 @@
 //! settings at startup (a bad file stops the start, named), and reloading certificates on
 //! SIGHUP or `POST /reload`.
 
-use proxy_core::config::{ClientAuth, Config};
+use proxy_core::config::{ClientAuth, Config, UpstreamProtocol};
 use proxy_io::tls::{new_ticketer, ServerTls, UpstreamTlsConfig};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -53,7 +53,7 @@ pub fn load(config: &Config) -> Result<TlsState, String> {
         .map(|c| {
             c.tls
                 .as_ref()
-                .map(|t| UpstreamTlsConfig::load(&c.name, t))
+                .map(|t| UpstreamTlsConfig::load(&c.name, t, c.protocol == UpstreamProtocol::H2))
                 .transpose()
         })
         .collect::<Result<Vec<_>, _>>()?;

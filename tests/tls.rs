@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 #[test]
-fn tls12_and_tls13_work_older_versions_are_refused_and_alpn_is_http11() {
+fn tls12_and_tls13_work_older_versions_are_refused_and_alpn_prefers_h2() {
     let dir = TempDir::new("versions");
     let (ca, site) = localhost_site(&dir);
     let ca_pem = dir.write("ca.pem", &ca.pem);
@@ -66,13 +66,18 @@ fn tls12_and_tls13_work_older_versions_are_refused_and_alpn_is_http11() {
         m[&errors]
     );
 
-    let out = s_client(addr, &["-alpn", "h2,http/1.1"], b"");
-    assert!(
-        out.contains("ALPN protocol: http/1.1"),
-        "ALPN h2,http/1.1 did not settle on http/1.1:\n{out}"
-    );
-    let out = s_client(addr, &["-alpn", "h2"], b"");
-    assert!(!out.contains("ALPN protocol: h2"), "h2 negotiated:\n{out}");
+    for (offer, want) in [
+        ("h2,http/1.1", "h2"),
+        ("http/1.1,h2", "h2"),
+        ("http/1.1", "http/1.1"),
+        ("h2", "h2"),
+    ] {
+        let out = s_client(addr, &["-alpn", offer], b"");
+        assert!(
+            out.contains(&format!("ALPN protocol: {want}\n")),
+            "ALPN {offer} did not settle on {want}:\n{out}"
+        );
+    }
 }
 
 #[test]
@@ -580,28 +585,31 @@ fn https_requests_carry_x_forwarded_proto_https_and_get_hsts() {
     let up = Upstream::start("alpha");
     let hsts = "max-age=600; includeSubDomains";
     let (proxy, addr) = start_tls_proxy(&[up.addr], &[&site], &["--hsts", hsts]);
-    let out = curl_https(
-        addr,
-        "localhost",
-        "/headers",
-        &ca_pem,
-        &["-D", "-", "-H", "X-Forwarded-Proto: http"],
-    );
-    assert!(out.ok, "curl failed (exit {:?}): {}", out.code, out.stderr);
-    let (head, body) = out.stdout.split_once("\r\n\r\n").expect("a response head");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let hsts_lines = field_lines(head, "strict-transport-security");
-    assert_eq!(hsts_lines.len(), 1, "want exactly one HSTS field:\n{head}");
-    assert!(
-        hsts_lines[0].ends_with(&format!(": {hsts}")),
-        "HSTS field {:?}, want {hsts:?}",
-        hsts_lines[0]
-    );
-    assert_eq!(
-        field_lines(body, "x-forwarded-proto"),
-        ["X-Forwarded-Proto: https"],
-        "upstream saw:\n{body}"
-    );
+    // Over HTTP/1.1 and over HTTP/2 (ALPN) alike.
+    for (protocol, status_line) in [("--http1.1", "HTTP/1.1 200"), ("--http2", "HTTP/2 200")] {
+        let out = curl_https(
+            addr,
+            "localhost",
+            "/headers",
+            &ca_pem,
+            &["-D", "-", "-H", "X-Forwarded-Proto: http", protocol],
+        );
+        assert!(out.ok, "curl failed (exit {:?}): {}", out.code, out.stderr);
+        let (head, body) = out.stdout.split_once("\r\n\r\n").expect("a response head");
+        assert!(head.starts_with(status_line), "{protocol}: {head}");
+        let hsts_lines = field_lines(head, "strict-transport-security");
+        assert_eq!(hsts_lines.len(), 1, "want exactly one HSTS field:\n{head}");
+        assert!(
+            hsts_lines[0].ends_with(&format!(": {hsts}")),
+            "HSTS field {:?}, want {hsts:?}",
+            hsts_lines[0]
+        );
+        assert_eq!(
+            field_lines(body, "x-forwarded-proto"),
+            ["X-Forwarded-Proto: https"],
+            "{protocol}: upstream saw:\n{body}"
+        );
+    }
 
     // The plain listener: no HSTS, and the scheme is http.
     let mut c = Client::connect(proxy.addr);

@@ -176,6 +176,8 @@ pub(crate) struct WorkerCtx {
     next_conn: Cell<u64>,
     /// Upstream exchange slots of HTTP/2 streams, per endpoint id.
     pub(crate) h2_slots: Vec<Rc<proxy::H2Slots>>,
+    /// The HTTP/2 connection to each endpoint of an HTTP/2 cluster, per endpoint id.
+    pub(crate) h2_upstreams: Vec<proxy::H2Upstream>,
 }
 
 impl WorkerCtx {
@@ -231,6 +233,9 @@ impl WorkerCtx {
             active: Cell::new(0),
             next_conn: Cell::new(0),
             h2_slots: (0..cfg.endpoint_count()).map(|_| Rc::default()).collect(),
+            h2_upstreams: (0..cfg.endpoint_count())
+                .map(|_| proxy::H2Upstream::default())
+                .collect(),
         }
     }
 

@@ -2,11 +2,12 @@
 //! whether the connection stays open.
 
 use super::body::{pump, BodyTracker, ClientSide, MinRate, PumpError, PumpTimeouts, Relay};
+use super::h2::H1Request;
 use super::upstream::{ForwardFail, Forwarded};
 use super::{Client, ClientTls, HeadFail, Next};
 use crate::access_log::AccessRecord;
 use crate::worker::WorkerCtx;
-use proxy_core::config::Config;
+use proxy_core::config::{Config, UpstreamProtocol};
 use proxy_core::http1::{BodyFraming, Method, RequestHead, ResponseHead, Version};
 use proxy_core::rewrite::{
     append_response_field, write_request_head, write_response_head, ForwardContext, ResponsePlan,
@@ -182,6 +183,16 @@ impl Client {
                 self.buf = Some(cbuf);
                 return Next::Close;
             }
+        }
+        if cfg.clusters[cluster].protocol == UpstreamProtocol::H2 {
+            let facts = H1Request {
+                method: req.method,
+                version: req.version,
+                keep_alive: req.keep_alive,
+            };
+            return self
+                .exchange_via_h2(ctx, cfg, ep, out, cbuf, body, facts, started)
+                .await;
         }
         // Safe to send twice: idempotent, and the whole body (if any) is already in `out`.
         let retryable = req.method.is_idempotent() && body.is_done();
@@ -462,7 +473,7 @@ impl Client {
         self.tls.as_ref().is_some_and(|t| t.misdirected(host))
     }
 
-    fn log(
+    pub(super) fn log(
         &self,
         ctx: &WorkerCtx,
         status: u16,

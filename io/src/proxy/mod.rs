@@ -10,7 +10,7 @@ mod body;
 
 pub(crate) use body::BodyTracker;
 pub(crate) use guard::spawn_connection_task;
-pub(crate) use h2::Slots as H2Slots;
+pub(crate) use h2::{H2Upstream, Slots as H2Slots};
 mod exchange;
 mod guard;
 mod h2;
@@ -210,11 +210,14 @@ async fn shake_hands(guard: ActiveGuard, mut client: Client) {
             .as_ref()
             .and_then(|t| t.handshake.as_ref())
             .is_some_and(|h| h.h2);
-        if let (true, Some(tls)) = (h2, client.tls.take()) {
-            guard::spawn_connection_task(h2::serve_tls(
-                guard, client.io, client.id, client.ip, tls,
-            ));
-            return;
+        // Only an HTTP/2 connection gives up its TLS facts (to the HTTP/2 task).
+        if h2 {
+            if let Some(tls) = client.tls.take() {
+                guard::spawn_connection_task(h2::serve_tls(
+                    guard, client.io, client.id, client.ip, tls,
+                ));
+                return;
+            }
         }
         // The request may have come with the handshake's last flight, or may be on its way.
         let woken = client.io.has_buffered();

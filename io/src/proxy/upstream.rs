@@ -42,7 +42,11 @@ pub(super) enum HeadError {
 
 /// Opens a new connection to `ep`, with the TLS handshake when its cluster talks TLS; both
 /// within the connect timeout.
-async fn connect_upstream(ctx: &WorkerCtx, ep: &Endpoint, cfg: &Config) -> io::Result<Timed> {
+pub(super) async fn connect_upstream(
+    ctx: &WorkerCtx,
+    ep: &Endpoint,
+    cfg: &Config,
+) -> io::Result<Timed> {
     let deadline = Instant::now() + cfg.timeouts.upstream_connect;
     let mut conn = connect(ep.addr, cfg.timeouts.upstream_connect).await?;
     if let Some(tls) = ctx.endpoint_tls.get(ep.id).and_then(Option::as_ref) {

@@ -19,7 +19,8 @@ pub struct UpstreamTlsConfig {
 
 impl UpstreamTlsConfig {
     /// Builds the client config for `cluster`; errors name the file or setting at fault.
-    pub fn load(cluster: &str, t: &UpstreamTls) -> Result<UpstreamTlsConfig, String> {
+    /// `h2`: offer only `h2` in ALPN (the cluster speaks HTTP/2), else only `http/1.1`.
+    pub fn load(cluster: &str, t: &UpstreamTls, h2: bool) -> Result<UpstreamTlsConfig, String> {
         let provider = super::provider();
         let name = ServerName::try_from(t.server_name.clone()).map_err(|_| {
             format!(
@@ -52,7 +53,11 @@ impl UpstreamTlsConfig {
                     .map_err(|e| format!("{key}: cannot use as a client certificate key: {e}"))?
             }
         };
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = vec![if h2 {
+            b"h2".to_vec()
+        } else {
+            b"http/1.1".to_vec()
+        }];
         Ok(UpstreamTlsConfig {
             config: Arc::new(config),
             name,

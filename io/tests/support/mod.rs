@@ -57,6 +57,7 @@ impl Proxy {
                     })
                     .collect(),
                 tls: None,
+                protocol: None,
             }],
             ..FileConfig::default()
         };

@@ -147,6 +147,8 @@ pub struct FileCluster {
     pub endpoints: Vec<FileEndpoint>,
     /// `[clusters.tls]`: talk TLS to the endpoints.
     pub tls: Option<super::tls::FileUpstreamTls>,
+    /// `http1` (default) or `h2`: the protocol spoken to the endpoints.
+    pub protocol: Option<String>,
 }
 
 /// One upstream endpoint.

@@ -156,6 +156,16 @@ pub struct Endpoint {
     pub id: usize,
 }
 
+/// The protocol spoken to a cluster's endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1, connections pooled per endpoint per worker.
+    Http1,
+    /// HTTP/2 (h2c by prior knowledge, or ALPN `h2` over TLS), one multiplexed connection per
+    /// endpoint per worker.
+    H2,
+}
+
 /// A cluster of endpoints.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cluster {
@@ -165,6 +175,8 @@ pub struct Cluster {
     pub endpoints: Vec<Endpoint>,
     /// TLS towards the endpoints, if any.
     pub tls: Option<UpstreamTls>,
+    /// The protocol spoken to the endpoints.
+    pub protocol: UpstreamProtocol,
 }
 
 /// The resolved configuration.
@@ -465,10 +477,21 @@ fn resolve_clusters(raw: &[FileCluster]) -> Result<Vec<Cluster>, ConfigError> {
                 tls::resolve_upstream_tls(t, &format!("clusters[{i}]"), default_name.as_deref())
             })
             .transpose()?;
+        let protocol = match c.protocol.as_deref().unwrap_or("http1") {
+            "http1" | "http/1.1" => UpstreamProtocol::Http1,
+            "h2" | "http2" => UpstreamProtocol::H2,
+            other => {
+                return err(
+                    format!("clusters[{i}].protocol"),
+                    format!("`{other}` is not one of http1, h2"),
+                )
+            }
+        };
         out.push(Cluster {
             name: c.name.clone(),
             endpoints,
             tls,
+            protocol,
         });
     }
     Ok(out)

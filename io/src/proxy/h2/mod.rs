@@ -12,13 +12,17 @@
 //! stream open (GOAWAY NO_ERROR), an unanswered keepalive PING, or a drain, where it sends
 //! GOAWAY and lets the open streams finish.
 
+mod h1;
 mod io;
 mod relay;
 mod slots;
 mod stream;
 mod tls;
+mod upstream;
 
+pub(crate) use h1::H1Request;
 pub(crate) use slots::Slots;
+pub(crate) use upstream::H2Upstream;
 
 use super::{ActiveGuard, ClientTls, IpText};
 use crate::stream::Timed;

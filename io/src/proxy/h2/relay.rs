@@ -102,7 +102,7 @@ pub(super) async fn request_body(
 
 /// Sends `data` on `send` as the client's window allows; `end` ends the stream with the last
 /// byte (or with an empty frame when `data` is empty).
-async fn send_all(
+pub(super) async fn send_all(
     ctx: &WorkerCtx,
     send: &mut SendStream<Bytes>,
     mut data: &[u8],

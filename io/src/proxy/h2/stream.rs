@@ -17,7 +17,7 @@ use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::{Reason, RecvStream};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
-use proxy_core::config::Endpoint;
+use proxy_core::config::{Endpoint, UpstreamProtocol};
 use proxy_core::h2::{response_fields, write_http1_request, PseudoHeaders, RequestBody};
 use proxy_core::http1::{parse_request, parse_response, BodyFraming, Method, ResponseHead};
 use proxy_core::rewrite::{write_request_head, ForwardContext};
@@ -29,10 +29,10 @@ use std::task::Poll;
 use std::time::Instant;
 
 /// What a stream needs after its request head is gone.
-struct Stream {
-    ctx: Rc<WorkerCtx>,
-    live: Live,
-    respond: SendResponse<Bytes>,
+pub(super) struct Stream {
+    pub(super) ctx: Rc<WorkerCtx>,
+    pub(super) live: Live,
+    pub(super) respond: SendResponse<Bytes>,
     started: Instant,
     /// `METHOD path HTTP/2.0`, kept only when the access log is on.
     request_line: Vec<u8>,
@@ -79,18 +79,18 @@ enum Refusal {
 }
 
 /// A request ready to forward.
-struct Plan {
-    method: Method,
-    body: RequestBody,
+pub(super) struct Plan {
+    pub(super) method: Method,
+    pub(super) body: RequestBody,
     /// The client waits for `100 Continue` before sending its body.
-    expect_continue: bool,
-    endpoint: (usize, usize),
+    pub(super) expect_continue: bool,
+    pub(super) endpoint: (usize, usize),
 }
 
 /// Bytes written so far, and whether the exchange completed (for pooling and logs).
-struct Outcome {
-    status: u16,
-    bytes: u64,
+pub(super) struct Outcome {
+    pub(super) status: u16,
+    pub(super) bytes: u64,
 }
 
 impl Stream {
@@ -211,6 +211,9 @@ impl Stream {
         let ctx = self.ctx.clone();
         let cfg = &*ctx.config;
         let ep = &cfg.clusters[plan.endpoint.0].endpoints[plan.endpoint.1];
+        if cfg.clusters[plan.endpoint.0].protocol == UpstreamProtocol::H2 {
+            return self.forward_h2(&plan, body, out).await;
+        }
         let retryable = plan.method.is_idempotent() && plan.body == RequestBody::None;
         let mut retried = false;
         let conn_id = self.live.conn().id;
@@ -358,7 +361,7 @@ impl Stream {
     }
 
     /// The HTTP/2 response for an upstream response head.
-    fn response(
+    pub(super) fn response(
         &self,
         ubuf: &[u8],
         rhead: &ResponseHead,
@@ -371,13 +374,7 @@ impl Stream {
                 headers.append(n, v);
             }
         }
-        if let Some(hsts) = self.live.conn().tls.as_ref().and_then(|t| t.hsts()) {
-            if !headers.contains_key(http::header::STRICT_TRANSPORT_SECURITY) {
-                if let Ok(v) = HeaderValue::from_str(hsts) {
-                    headers.insert(http::header::STRICT_TRANSPORT_SECURITY, v);
-                }
-            }
-        }
+        self.add_hsts(&mut headers);
         let mut resp = Response::new(());
         *resp.status_mut() =
             http::StatusCode::from_u16(rhead.status).unwrap_or(http::StatusCode::BAD_GATEWAY);
@@ -385,8 +382,25 @@ impl Stream {
         resp
     }
 
+    /// Adds the listener's `Strict-Transport-Security` to a TLS response that lacks one.
+    pub(super) fn add_hsts(&self, headers: &mut HeaderMap) {
+        if let Some(hsts) = self.live.conn().tls.as_ref().and_then(|t| t.hsts()) {
+            if !headers.contains_key(http::header::STRICT_TRANSPORT_SECURITY) {
+                if let Ok(v) = HeaderValue::from_str(hsts) {
+                    headers.insert(http::header::STRICT_TRANSPORT_SECURITY, v);
+                }
+            }
+        }
+    }
+
     /// Answers the stream with Ringway's own response for `status`.
-    fn answer(&mut self, status: Status, ep: Option<&Endpoint>) {
+    pub(super) fn answer(&mut self, status: Status, ep: Option<&Endpoint>) {
+        let outcome = self.answer_quietly(status);
+        self.log(&outcome, ep);
+    }
+
+    /// Like [`Stream::answer`], leaving the access log to the caller.
+    pub(super) fn answer_quietly(&mut self, status: Status) -> Outcome {
         let canned = status.response(false);
         let mut outcome = Outcome {
             status: status.code(),
@@ -406,12 +420,12 @@ impl Stream {
         if status.code() < 500 {
             self.ctx.stats.bad_requests.inc();
         }
-        self.log(&outcome, ep);
+        outcome
     }
 
     /// Runs `fut` unless the client resets the stream first (then `None`, and `fut` is
     /// dropped: its upstream connection with it).
-    async fn unless_reset<F: Future>(&mut self, fut: F) -> Option<F::Output> {
+    pub(super) async fn unless_reset<F: Future>(&mut self, fut: F) -> Option<F::Output> {
         let mut fut = pin!(fut);
         let respond = &mut self.respond;
         poll_fn(|cx| {
@@ -426,7 +440,7 @@ impl Stream {
         .await
     }
 
-    fn log(&self, outcome: &Outcome, ep: Option<&Endpoint>) {
+    pub(super) fn log(&self, outcome: &Outcome, ep: Option<&Endpoint>) {
         if self.ctx.access_log.is_none() {
             return;
         }
