@@ -252,10 +252,19 @@ pub(super) async fn pipe(
 ) -> Result<u64, PipeError> {
     let mut moved: u64 = 0;
     loop {
-        let mut data = match monoio::time::timeout(idle, src.data()).await {
-            Err(_) | Ok(Some(Err(_))) => return Err(PipeError::Src),
-            Ok(None) => break,
-            Ok(Some(Ok(d))) => d,
+        // Waiting on the source also watches the destination, so a receiver that resets (or
+        // whose connection closes) ends the pipe at once, not when the source next sends.
+        let next = poll_fn(|cx| {
+            if let Poll::Ready(d) = src.poll_data(cx) {
+                return Poll::Ready(Some(d));
+            }
+            dst.poll_reset(cx).map(|_| None)
+        });
+        let mut data = match monoio::time::timeout(idle, next).await {
+            Ok(None) => return Err(PipeError::Dst),
+            Err(_) | Ok(Some(Some(Err(_)))) => return Err(PipeError::Src),
+            Ok(Some(None)) => break,
+            Ok(Some(Some(Ok(d)))) => d,
         };
         let n = data.len();
         moved += n as u64;
@@ -418,7 +427,21 @@ impl Stream {
             status: status.code(),
             bytes: 0,
         };
-        let resp = match monoio::time::timeout(cfg.timeouts.upstream_response, response).await {
+        let waited = self
+            .unless_reset(monoio::time::timeout(
+                cfg.timeouts.upstream_response,
+                response,
+            ))
+            .await;
+        let Some(waited) = waited else {
+            // The client reset the stream or went away: dropping the upstream stream resets it.
+            // Logged as 499, nginx's "client closed request".
+            return Outcome {
+                status: 499,
+                bytes: 0,
+            };
+        };
+        let resp = match waited {
             Err(_) => {
                 ctx.stats.upstream_errors.inc();
                 self.answer_quietly(Status::GatewayTimeout);
