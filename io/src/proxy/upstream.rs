@@ -68,7 +68,9 @@ pub(super) async fn acquire(
         ctx.stats.upstream_reuses.inc();
         return Ok((c, true));
     }
-    match connect_upstream(ctx, ep, cfg).await {
+    // Boxed: connecting (with a TLS handshake) is the rare path, and its future inline would
+    // make every exchange's future, pooled connection or not, kilobytes larger.
+    match Box::pin(connect_upstream(ctx, ep, cfg)).await {
         Ok(c) => {
             ctx.stats.upstream_connects.inc();
             Ok((c, false))

@@ -212,7 +212,9 @@ impl Stream {
         let cfg = &*ctx.config;
         let ep = &cfg.clusters[plan.endpoint.0].endpoints[plan.endpoint.1];
         if cfg.clusters[plan.endpoint.0].protocol == UpstreamProtocol::H2 {
-            return self.forward_h2(&plan, body, out).await;
+            // Boxed: this path's future (two streams piped at once) would otherwise make
+            // every stream's task, HTTP/1.1 clusters' included, kilobytes larger.
+            return Box::pin(self.forward_h2(&plan, body, out)).await;
         }
         let retryable = plan.method.is_idempotent() && plan.body == RequestBody::None;
         let mut retried = false;
