@@ -5,11 +5,12 @@
 //! up to `max_concurrent_streams` each: 16 connections of 100 streams would open 1,600 upstream
 //! connections from one core, more than many backends accept (nginx's default
 //! `worker_connections` is 1024) and mostly churn. Streams beyond the cap wait for a slot; one
-//! that waits longer than the connect timeout is answered 503.
+//! that waits longer than the upstream response timeout is answered 503. A slot is not held
+//! hostage by a client that stops reading: its stream is reset after the stall limit (see
+//! `relay::stall_limit`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::future::poll_fn;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
@@ -48,6 +49,8 @@ impl Slots {
     }
 
     /// Takes a slot, waiting up to `timeout` behind earlier waiters; `None` on timeout.
+    /// Dropping the future while it waits (the stream was reset) leaves the queue intact and
+    /// passes on a slot it was handed meanwhile.
     pub(crate) async fn acquire(self: &Rc<Self>, cap: usize, timeout: Duration) -> Option<Slot> {
         if self.in_use.get() < cap && self.waiters.borrow().is_empty() {
             self.in_use.set(self.in_use.get() + 1);
@@ -55,38 +58,68 @@ impl Slots {
         }
         let ticket = self.next_ticket.get();
         self.next_ticket.set(ticket + 1);
-        let mut queued = false;
-        let wait = poll_fn(|cx| {
-            let mut handed = self.handed.borrow_mut();
-            if let Some(i) = handed.iter().position(|&t| t == ticket) {
-                handed.swap_remove(i);
-                return Poll::Ready(());
+        let waiter = Waiter {
+            slots: self.clone(),
+            ticket,
+            queued: false,
+            granted: false,
+        };
+        monoio::time::timeout(timeout, waiter).await.ok()
+    }
+}
+
+/// A place in the queue; see [`Slots::acquire`].
+struct Waiter {
+    slots: Rc<Slots>,
+    ticket: u64,
+    queued: bool,
+    /// The slot was taken (then it belongs to the returned [`Slot`]).
+    granted: bool,
+}
+
+impl std::future::Future for Waiter {
+    type Output = Slot;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Slot> {
+        let this = &mut *self;
+        let slots = &this.slots;
+        let ticket = this.ticket;
+        let mut handed = slots.handed.borrow_mut();
+        if let Some(i) = handed.iter().position(|&t| t == ticket) {
+            handed.swap_remove(i);
+            this.granted = true;
+            return Poll::Ready(Slot(slots.clone()));
+        }
+        drop(handed);
+        let mut waiters = slots.waiters.borrow_mut();
+        match waiters.iter_mut().find(|(t, _)| *t == ticket) {
+            Some((_, w)) => w.clone_from(cx.waker()),
+            None if !this.queued => {
+                waiters.push_back((ticket, cx.waker().clone()));
+                this.queued = true;
             }
+            None => {}
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        if self.granted {
+            return;
+        }
+        let ticket = self.ticket;
+        self.slots
+            .waiters
+            .borrow_mut()
+            .retain(|(t, _)| *t != ticket);
+        let mut handed = self.slots.handed.borrow_mut();
+        if let Some(i) = handed.iter().position(|&t| t == ticket) {
+            // Handed a slot it will never use: pass it on.
+            handed.swap_remove(i);
             drop(handed);
-            let mut waiters = self.waiters.borrow_mut();
-            match waiters.iter_mut().find(|(t, _)| *t == ticket) {
-                Some((_, w)) => w.clone_from(cx.waker()),
-                None if !queued => {
-                    waiters.push_back((ticket, cx.waker().clone()));
-                    queued = true;
-                }
-                None => {}
-            }
-            Poll::Pending
-        });
-        match monoio::time::timeout(timeout, wait).await {
-            Ok(()) => Some(Slot(self.clone())),
-            Err(_) => {
-                // Gave up: leave the queue, or pass on a slot handed over meanwhile.
-                self.waiters.borrow_mut().retain(|(t, _)| *t != ticket);
-                let mut handed = self.handed.borrow_mut();
-                if let Some(i) = handed.iter().position(|&t| t == ticket) {
-                    handed.swap_remove(i);
-                    drop(handed);
-                    self.release();
-                }
-                None
-            }
+            self.slots.release();
         }
     }
 }
@@ -131,6 +164,40 @@ mod tests {
             }
             assert_eq!(*order.borrow(), [0, 1, 2]);
             assert_eq!(slots.in_use.get(), 0);
+        });
+    }
+
+    /// Polls `fut` once (so that it queues), without waiting for it.
+    async fn poll_once<F: std::future::Future>(mut fut: std::pin::Pin<&mut F>) {
+        std::future::poll_fn(|cx| {
+            let _ = fut.as_mut().poll(cx);
+            Poll::Ready(())
+        })
+        .await;
+    }
+
+    #[test]
+    fn a_waiter_dropped_before_or_after_being_handed_a_slot_loses_nothing() {
+        rt().block_on(async {
+            let slots = Rc::new(Slots::default());
+            let held = slots
+                .acquire(1, Duration::from_secs(1))
+                .await
+                .expect("free");
+            // A waiter that goes away while queued (its stream was reset).
+            let mut gone = Box::pin(slots.acquire(1, Duration::from_secs(5)));
+            poll_once(gone.as_mut()).await;
+            assert_eq!(slots.waiters.borrow().len(), 1);
+            drop(gone);
+            assert!(slots.waiters.borrow().is_empty());
+            // A waiter handed the slot, then dropped before it ran: the slot comes back.
+            let mut late = Box::pin(slots.acquire(1, Duration::from_secs(5)));
+            poll_once(late.as_mut()).await;
+            drop(held);
+            assert_eq!(slots.handed.borrow().len(), 1);
+            drop(late);
+            assert_eq!(slots.in_use.get(), 0, "the slot leaked");
+            assert!(slots.acquire(1, Duration::from_millis(50)).await.is_some());
         });
     }
 }
