@@ -100,6 +100,19 @@ pub(super) async fn request_body(
     Ok(())
 }
 
+/// How long a stream may wait for the client to open its window while an upstream connection
+/// waits on it. With a minimum client rate (the default), the rate's grace period: a reader that
+/// takes nothing for that long is under any rate, as over HTTP/1, and is reset so the upstream
+/// connection is freed for others. Without one, the idle timeout.
+fn stall_limit(ctx: &WorkerCtx) -> std::time::Duration {
+    let cfg = &ctx.config;
+    if cfg.limits.min_client_rate.is_some() {
+        cfg.timeouts.header
+    } else {
+        cfg.timeouts.idle
+    }
+}
+
 /// Sends `data` on `send` as the client's window allows; `end` ends the stream with the last
 /// byte (or with an empty frame when `data` is empty).
 pub(super) async fn send_all(
@@ -116,13 +129,10 @@ pub(super) async fn send_all(
             Ok(())
         };
     }
+    let stall = stall_limit(ctx);
     while !data.is_empty() {
         send.reserve_capacity(data.len());
-        let granted = monoio::time::timeout(
-            ctx.config.timeouts.idle,
-            poll_fn(|cx| send.poll_capacity(cx)),
-        )
-        .await;
+        let granted = monoio::time::timeout(stall, poll_fn(|cx| send.poll_capacity(cx))).await;
         let n = match granted {
             Ok(Some(Ok(n))) => n.min(data.len()),
             _ => return Err(RelayError::Client),

@@ -222,12 +222,12 @@ impl Stream {
         let slots = ctx.h2_slots[ep.id].clone();
         let cap = cfg.http2.max_upstream_connections;
         let slot = match self
-            .unless_reset(slots.acquire(cap, cfg.timeouts.upstream_connect))
+            .unless_reset(slots.acquire(cap, cfg.timeouts.upstream_response))
             .await
         {
             None => return ctx.buffers.give(out),
             Some(None) => {
-                tracing::warn!(conn = conn_id, upstream = %ep.addr, cap, "no upstream slot within the connect timeout");
+                tracing::warn!(conn = conn_id, upstream = %ep.addr, cap, "no upstream slot within the upstream response timeout");
                 ctx.buffers.give(out);
                 return self.answer(Status::ServiceUnavailable, Some(ep));
             }
@@ -351,7 +351,11 @@ impl Stream {
                     send.send_reset(Reason::INTERNAL_ERROR);
                     false
                 }
-                Err(_) => false,
+                Err(_) => {
+                    // The client stopped reading (or went away): free the upstream connection.
+                    send.send_reset(Reason::CANCEL);
+                    false
+                }
             }
         };
         if complete && !upstream_close && framing != BodyFraming::UntilClose && ubuf.is_empty() {

@@ -27,6 +27,9 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
+/// The largest HTTP/2 flow-control window (RFC 9113 §6.9.1).
+const MAX_WINDOW: u32 = (1 << 31) - 1;
+
 /// One endpoint's HTTP/2 connection, per worker.
 #[derive(Default)]
 pub(crate) struct H2Upstream {
@@ -145,9 +148,14 @@ async fn connect(
     let poll = stream.into_poll_io().map_err(|_| Status::BadGateway)?;
     let h = &cfg.http2;
     let mut builder = h2::client::Builder::new();
+    // The connection window is shared by every client's streams on this connection, and the
+    // bytes of a stream whose client does not read stay counted against it: a connection
+    // window of a few stream windows would let one slow client stall everyone's responses.
+    // So it is as large as HTTP/2 allows; what the upstream may send ahead stays bounded per
+    // stream (the stream window), and a client that stalls is reset after the stall limit.
     builder
         .initial_window_size(h.initial_stream_window)
-        .initial_connection_window_size(h.initial_connection_window.max(8 << 20))
+        .initial_connection_window_size(MAX_WINDOW)
         .max_send_buffer_size(h.max_send_buffer)
         .max_header_list_size(h.max_header_list_size.max(64 * 1024))
         .enable_push(false);
