@@ -45,6 +45,10 @@ pub enum Flood {
     ControlFrames,
     /// Too many empty DATA frames in a row.
     EmptyData,
+    /// The first frame after the preface is not SETTINGS (RFC 9113 §3.4): not a flood but a
+    /// protocol error, answered GOAWAY(PROTOCOL_ERROR); checked here because the scanner sees
+    /// that frame first.
+    NoSettingsFirst,
 }
 
 impl Flood {
@@ -54,6 +58,7 @@ impl Flood {
             Flood::PingOrSettings => "ping_settings_flood",
             Flood::ControlFrames => "control_frame_flood",
             Flood::EmptyData => "empty_data_flood",
+            Flood::NoSettingsFirst => "preface_without_settings",
         }
     }
 }
@@ -77,6 +82,8 @@ enum Position {
     Preface(usize),
     /// This many bytes of a frame header gathered.
     Header(usize),
+    /// This many bytes of the first frame's header (which must be SETTINGS) gathered.
+    FirstHeader(usize),
     /// This many payload bytes still to skip.
     Payload(u32),
 }
@@ -127,21 +134,30 @@ where
                     let n = (PREFACE.len() - seen).min(bytes.len());
                     // A wrong preface is the library's to refuse; scanning stops mattering.
                     self.position = if seen + n == PREFACE.len() {
-                        Position::Header(0)
+                        Position::FirstHeader(0)
                     } else {
                         Position::Preface(seen + n)
                     };
                     bytes = &bytes[n..];
                 }
-                Position::Header(have) => {
+                Position::Header(have) | Position::FirstHeader(have) => {
+                    let first = matches!(self.position, Position::FirstHeader(_));
                     let n = (9 - have).min(bytes.len());
                     self.header[have..have + n].copy_from_slice(&bytes[..n]);
                     bytes = &bytes[n..];
                     if have + n < 9 {
-                        self.position = Position::Header(have + n);
+                        self.position = if first {
+                            Position::FirstHeader(have + n)
+                        } else {
+                            Position::Header(have + n)
+                        };
                         continue;
                     }
                     let h = self.header;
+                    if first && (h[3] != SETTINGS || h[4] & FLAG_ACK != 0) {
+                        self.tripped = Some(Flood::NoSettingsFirst);
+                        return Err(Flood::NoSettingsFirst);
+                    }
                     let len = u32::from_be_bytes([0, h[0], h[1], h[2]]);
                     if let Err(f) = self.count(h[3], h[4], len, now) {
                         self.tripped = Some(f);
@@ -226,6 +242,14 @@ mod tests {
         }
     }
 
+    /// A guard past the preface and the client's first SETTINGS.
+    fn started(now: Instant) -> FloodGuard<Instant> {
+        let mut g = FloodGuard::new(limits());
+        g.handle_bytes(PREFACE, now).unwrap();
+        g.handle_bytes(&frame(SETTINGS, 0, 0, &[]), now).unwrap();
+        g
+    }
+
     /// Feeds `stream` split into pieces of `step` bytes, all at `now`.
     fn feed(
         g: &mut FloodGuard<Instant>,
@@ -267,10 +291,43 @@ mod tests {
     }
 
     #[test]
+    fn the_first_frame_must_be_settings() {
+        let now = Instant::now();
+        for first in [
+            frame(PING, 0, 0, &[0; 8]),
+            frame(SETTINGS, FLAG_ACK, 0, &[]),
+            frame(0x1, 0x5, 1, &[0x82]),
+        ] {
+            let mut stream = PREFACE.to_vec();
+            stream.extend(&first);
+            for step in [1, 5, 24, 25, 1000] {
+                let mut g = FloodGuard::new(limits());
+                assert_eq!(
+                    feed(&mut g, &stream, step, now),
+                    Err(Flood::NoSettingsFirst),
+                    "first frame type {} step {step}",
+                    first[3]
+                );
+            }
+        }
+        let mut stream = PREFACE.to_vec();
+        stream.extend(frame(SETTINGS, 0, 0, &[]));
+        stream.extend(frame(PING, 0, 0, &[0; 8]));
+        assert_eq!(
+            feed(&mut FloodGuard::new(limits()), &stream, 3, now),
+            Ok(())
+        );
+    }
+
+    #[test]
     fn the_budget_is_per_second() {
         let mut g = FloodGuard::new(limits());
         let t0 = Instant::now();
         g.handle_bytes(PREFACE, t0).unwrap();
+        // The client's SETTINGS, in a window of its own.
+        let earlier = t0 - Duration::from_secs(2);
+        g.handle_bytes(&frame(SETTINGS, 0, 0, &[]), earlier)
+            .unwrap();
         for second in 0..5u64 {
             let now = t0 + Duration::from_millis(1000 * second + 10);
             for _ in 0..10 {
@@ -287,8 +344,7 @@ mod tests {
     #[test]
     fn control_frames_and_empty_data_have_their_own_limits() {
         let now = Instant::now();
-        let mut g = FloodGuard::new(limits());
-        g.handle_bytes(PREFACE, now).unwrap();
+        let mut g = started(now);
         for i in 0..20u32 {
             let kind = [PRIORITY, WINDOW_UPDATE, RST_STREAM][i as usize % 3];
             g.handle_bytes(&frame(kind, 0, 1, &[0, 0, 0, 1]), now)
@@ -299,8 +355,7 @@ mod tests {
             Err(Flood::ControlFrames)
         );
 
-        let mut g = FloodGuard::new(limits());
-        g.handle_bytes(PREFACE, now).unwrap();
+        let mut g = started(now);
         // Runs of empty DATA frames are fine while broken up by real data, and END_STREAM
         // frames never count.
         for _ in 0..50 {
@@ -325,6 +380,7 @@ mod tests {
         let now = Instant::now();
         let mut g = FloodGuard::new(limits());
         let mut stream = PREFACE.to_vec();
+        stream.extend(frame(SETTINGS, 0, 0, &[]));
         // A DATA payload full of bytes that would look like PING headers if misread.
         let fake_pings: Vec<u8> = (0..2000).flat_map(|_| frame(PING, 0, 0, &[])).collect();
         stream.extend(frame(DATA, 0, 1, &fake_pings));

@@ -277,6 +277,10 @@ where
     })
     .await;
     let reason = match end {
+        End::Flood(Flood::NoSettingsFirst) => {
+            tracing::debug!(conn = conn.id, "HTTP/2 preface not followed by SETTINGS");
+            Some(h2::Reason::PROTOCOL_ERROR)
+        }
         End::Flood(f) => {
             ctx.stats.h2_floods.inc();
             tracing::warn!(
