@@ -1,6 +1,7 @@
 //! Shared helpers for the end-to-end tests: starting and stopping the `ringway` binary
 //! ([`Proxy`]), a mock upstream server ([`Upstream`], in `upstream.rs`) and a raw HTTP/1.1
-//! client that shows exactly what came over the wire ([`Client`], in `client.rs`).
+//! client that shows exactly what came over the wire ([`Client`], in `client.rs`); an HTTP/2
+//! client (`h2.rs`) and an HTTP/2 upstream server (`h2_upstream.rs`).
 //!
 //! Every test starts its own proxy on ports the kernel picks (`127.0.0.1:0`, read back from the
 //! proxy's log), so tests are independent and can run in parallel. Every wait is bounded.
@@ -9,6 +10,7 @@
 
 mod client;
 pub mod h2;
+pub mod h2_upstream;
 pub mod tls;
 mod upstream;
 
