@@ -4,10 +4,11 @@
 # Results: a Markdown table per scenario on stdout and in bench/results/<date>-<scenario>.md,
 # plus an SVG chart per scenario.
 #
-#   scripts/bench.sh                    # every scenario, 3 rounds of 10 s (about 20 minutes)
-#   scripts/bench.sh --quick            # every scenario, 3 rounds of 1 s (under 3 minutes)
+#   scripts/bench.sh                    # every scenario, 3 rounds of 10 s (about 27 minutes)
+#   scripts/bench.sh --quick            # every scenario, 3 rounds of 1 s (under 4 minutes)
 #   scripts/bench.sh --only ka-c64,idle-10k --rounds 5
 #   scripts/bench.sh --only tls-ka-c64,tls-new-conn,tls-idle-10k   # TLS termination (ECDSA P-256)
+#   scripts/bench.sh --only h2c-m10,h2c-m100,h2-tls-m10,h2-tls-m100  # HTTP/2 to clients (h2load)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

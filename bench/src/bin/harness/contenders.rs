@@ -2,7 +2,9 @@
 //! front of the shared backend. Every proxy runs one worker, logs off, upstream keep-alive on,
 //! and adds the same forwarding fields (X-Forwarded-For, X-Forwarded-Proto, Via), so none wins
 //! by doing less. In the TLS scenarios all three terminate TLS with the same ECDSA P-256
-//! certificate (TLS 1.2 and 1.3, session resumption as each ships it).
+//! certificate (TLS 1.2 and 1.3, session resumption as each ships it). In the HTTP/2 scenarios
+//! nginx and HAProxy get HTTP/2 on their listener (h2c with prior knowledge on a plain one, ALPN
+//! `h2` on a TLS one); Ringway is started as for HTTP/1, since it serves both on every listener.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -109,7 +111,16 @@ pub struct Setup {
 impl Setup {
     /// Starts `kind` and waits until its port accepts connections.
     pub fn start(&self, kind: Kind) -> Result<Running, String> {
-        self.start_with(kind, None)
+        self.start_with(kind, None, false)
+    }
+
+    /// Starts `kind` speaking HTTP/2 to clients: h2c with prior knowledge, or with `tls`, ALPN
+    /// `h2` (and `http/1.1`). The backend does not speak HTTP/2: no direct path.
+    pub fn start_h2(&self, kind: Kind, tls: Option<&TlsFiles>) -> Result<Running, String> {
+        if kind == Kind::Direct {
+            return Err("the backend does not speak HTTP/2: no direct path".into());
+        }
+        self.start_with(kind, tls, true)
     }
 
     /// Starts `kind` terminating TLS with `tls` (there is no direct path over TLS).
@@ -117,10 +128,10 @@ impl Setup {
         if kind == Kind::Direct {
             return Err("the backend does not speak TLS: no direct path".into());
         }
-        self.start_with(kind, Some(tls))
+        self.start_with(kind, Some(tls), false)
     }
 
-    fn start_with(&self, kind: Kind, tls: Option<&TlsFiles>) -> Result<Running, String> {
+    fn start_with(&self, kind: Kind, tls: Option<&TlsFiles>, h2: bool) -> Result<Running, String> {
         let port = kind.port(self.base_port);
         if kind != Kind::Direct && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return Err(format!(
@@ -158,13 +169,15 @@ impl Setup {
             Kind::Nginx => {
                 let conf = self.write(
                     "nginx.conf",
-                    &nginx_conf(port, self.backend_port, &self.workdir, tls),
+                    &nginx_conf(port, self.backend_port, &self.workdir, tls, h2),
                 )?;
                 Some(self.spawn(Command::new("nginx").arg("-c").arg(conf))?)
             }
             Kind::Haproxy => {
-                let conf =
-                    self.write("haproxy.cfg", &haproxy_conf(port, self.backend_port, tls))?;
+                let conf = self.write(
+                    "haproxy.cfg",
+                    &haproxy_conf(port, self.backend_port, tls, h2),
+                )?;
                 Some(self.spawn(Command::new("haproxy").arg("-db").arg("-f").arg(conf))?)
             }
         };
@@ -228,8 +241,13 @@ pub fn wait_for_port(port: u16, limit: Duration) -> Result<(), String> {
     Ok(())
 }
 
-fn nginx_conf(port: u16, backend: u16, dir: &Path, tls: Option<&TlsFiles>) -> String {
+fn nginx_conf(port: u16, backend: u16, dir: &Path, tls: Option<&TlsFiles>, h2: bool) -> String {
     let dir = dir.display();
+    // HTTP/2 on a plain listener is h2c with prior knowledge only (nginx 1.22 then refuses
+    // HTTP/1.1 there); on a TLS one ALPN offers h2 and http/1.1. `keepalive_requests` (raised
+    // below) also bounds the requests of an HTTP/2 connection since 1.19.7, which made
+    // `http2_max_requests` obsolete (1.22 warns about it).
+    let http2 = if h2 { " http2" } else { "" };
     // With TLS: nginx's session defaults written out (no server-side session cache, tickets
     // on); its default ciphers and ECDH curves.
     let (ssl, tls_lines) = match tls {
@@ -261,7 +279,7 @@ http {{
   proxy_temp_path {dir}/nginx-proxy;
   upstream backend {{ server 127.0.0.1:{backend}; keepalive 1024; keepalive_requests 1000000; }}
   server {{
-    listen 127.0.0.1:{port}{ssl} reuseport;{tls_lines}
+    listen 127.0.0.1:{port}{ssl}{http2} reuseport;{tls_lines}
     client_max_body_size 0;
     location / {{
       proxy_pass http://backend;
@@ -293,7 +311,7 @@ fn nofile_limit() -> u64 {
         .unwrap_or(1024)
 }
 
-fn haproxy_conf(port: u16, backend: u16, tls: Option<&TlsFiles>) -> String {
+fn haproxy_conf(port: u16, backend: u16, tls: Option<&TlsFiles>, h2: bool) -> String {
     // With TLS: HAProxy's defaults otherwise (its session cache and tickets on).
     // HAProxy refuses to start unless the descriptor limit covers two per connection, so over
     // TLS it gets as many as the limit allows (enough for ten thousand idle connections with
@@ -302,12 +320,17 @@ fn haproxy_conf(port: u16, backend: u16, tls: Option<&TlsFiles>) -> String {
         None => 9000,
         Some(_) => (nofile_limit().saturating_sub(100) / 2).clamp(1000, 20000),
     };
-    let (ssl, proto) = match tls {
-        None => (String::new(), "http"),
-        Some(t) => (
+    // HTTP/2: `proto h2` makes a plain bind h2c (prior knowledge); over TLS, ALPN offers h2
+    // then http/1.1. The backend side stays HTTP/1.1 with `http-reuse always`, so streams of
+    // any client connection share the idle server connections.
+    let (ssl, proto) = match (tls, h2) {
+        (None, false) => (String::new(), "http"),
+        (None, true) => (" proto h2".to_owned(), "http"),
+        (Some(t), _) => (
             format!(
-                " ssl crt {} alpn http/1.1 ssl-min-ver TLSv1.2",
-                t.combined.display()
+                " ssl crt {} alpn {} ssl-min-ver TLSv1.2",
+                t.combined.display(),
+                if h2 { "h2,http/1.1" } else { "http/1.1" }
             ),
             "https",
         ),

@@ -7,10 +7,12 @@
 //! reported. CPU per request is the contender's user+sys time over the measured window (all its
 //! threads and processes, from /proc schedstat) divided by the requests served. A run with
 //! errors, non-2xx answers, wrong body sizes or missing forwarding fields is marked invalid.
-//! The TLS scenarios (`tls-*`) are in `tls`, their rustls client in `tlsclient`.
+//! The TLS scenarios (`tls-*`) are in `tls`, their rustls client in `tlsclient`; the HTTP/2
+//! scenarios (`h2c-*`, `h2-tls-*`, driven by h2load) in `h2`.
 //! Run it through `scripts/bench.sh`, which installs the tools and builds everything first.
 
 mod contenders;
+mod h2;
 mod measure;
 mod report;
 mod tls;
@@ -32,6 +34,7 @@ enum Drive {
     FixedRate,
     Idle,
     Tls(tls::Mode),
+    H2(h2::Mode),
 }
 
 #[derive(Debug, Clone)]
@@ -110,6 +113,7 @@ fn scenarios() -> Vec<Scenario> {
         },
     ];
     all.extend(tls::scenarios());
+    all.extend(h2::scenarios());
     all
 }
 
@@ -295,7 +299,8 @@ fn run_scenarios(
     let mut summary = String::new();
     for (i, sc) in chosen.iter().enumerate() {
         eprintln!("[{}/{total}] {}: {}", i + 1, sc.name, sc.title);
-        let (rows, how) = match &sc.drive {
+        // `extra`: more of the section, after the table (the HTTP/2 scenarios' h2load counts).
+        let (rows, how, extra) = match &sc.drive {
             Drive::Wrk(load) => {
                 let rows = wrk_scenario(o, setup, sc, load)?;
                 if sc.name == "ka-c64" {
@@ -321,7 +326,7 @@ fn run_scenarios(
                     o.rounds,
                     o.duration.as_secs()
                 );
-                (rows, how)
+                (rows, how, String::new())
             }
             Drive::FixedRate => {
                 if nginx_max.is_nan() {
@@ -334,7 +339,7 @@ fn run_scenarios(
                     o.rounds,
                     o.duration.as_secs()
                 );
-                (rows, how)
+                (rows, how, String::new())
             }
             Drive::Idle => {
                 let rows = idle_scenario(o, setup)?;
@@ -342,12 +347,18 @@ fn run_scenarios(
                     "{} keep-alive connections each make one request (200 at a time), then sit idle (2 s; 1 s with --quick); the contender's resident memory (all processes) is read then.",
                     o.idle
                 );
-                (rows, how)
+                (rows, how, String::new())
             }
-            Drive::Tls(mode) => tls::run(o, setup, sc, mode)?,
+            Drive::Tls(mode) => {
+                let (rows, how) = tls::run(o, setup, sc, mode)?;
+                (rows, how, String::new())
+            }
+            Drive::H2(mode) => h2::run(o, setup, sc, mode)?,
         };
         let title = format!("{} — {}", sc.name, sc.title);
-        let section = report::markdown(&title, &how, &rows, matches!(sc.drive, Drive::FixedRate));
+        let mut section =
+            report::markdown(&title, &how, &rows, matches!(sc.drive, Drive::FixedRate));
+        section.push_str(&extra);
         println!("{section}");
         let file = o.out.join(format!("{date}-{}.md", sc.name));
         let page = format!(

@@ -92,7 +92,7 @@ pub fn run(
 
 /// Makes the certificate once per harness run: ECDSA P-256 for `localhost` and 127.0.0.1,
 /// signed by a fresh CA.
-fn certificate(target: &Path, workdir: &Path) -> Result<TlsFiles, String> {
+pub fn certificate(target: &Path, workdir: &Path) -> Result<TlsFiles, String> {
     let dir = workdir.join("tls");
     let files = TlsFiles {
         cert: dir.join("localhost.pem"),
