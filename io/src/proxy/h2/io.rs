@@ -140,3 +140,139 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
 impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
     delegate_write!(inner);
 }
+
+/// Bytes queued before a write goes to the socket without waiting for the connection task's
+/// flush.
+const COALESCE_HIGH: usize = 64 * 1024;
+
+/// The write side shared by [`Coalesced`] (inside h2) and [`Flusher`] (the connection task).
+struct Shared<T> {
+    io: T,
+    out: Vec<u8>,
+    /// `out[..sent]` is already written.
+    sent: usize,
+}
+
+impl<T: AsyncWrite + Unpin> Shared<T> {
+    /// Writes the queue out; `Pending` (with the waker registered) if the socket is full.
+    fn drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.sent < self.out.len() {
+            match Pin::new(&mut self.io).poll_write(cx, &self.out[self.sent..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => self.sent += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        // A busy connection keeps its queue's memory; a burst's worth is handed back.
+        if self.out.capacity() > COALESCE_HIGH * 2 {
+            self.out = Vec::new();
+        } else {
+            self.out.clear();
+        }
+        self.sent = 0;
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Gathers what h2 writes during one run of the connection task into one socket write.
+///
+/// h2 flushes after every DATA frame of 256 bytes or more (it chains such payloads instead of
+/// copying them, and must flush a chained frame before buffering the next one): with 1 KiB
+/// responses that was one `writev` per response. Here writes are queued and h2's flushes are
+/// no-ops below [`COALESCE_HIGH`]; the connection task writes the queue out ([`Flusher`]) once
+/// h2 has nothing more to do, so the responses finished in one scheduler round leave together.
+pub(crate) struct Coalesced<T>(Rc<std::cell::RefCell<Shared<T>>>);
+
+/// The connection task's handle on a [`Coalesced`] stream's queue.
+pub(crate) struct Flusher<T>(Rc<std::cell::RefCell<Shared<T>>>);
+
+/// Wraps `io`; the flusher goes to the task that drives the connection.
+pub(crate) fn coalesce<T>(io: T) -> (Coalesced<T>, Flusher<T>) {
+    let shared = Rc::new(std::cell::RefCell::new(Shared {
+        io,
+        out: Vec::new(),
+        sent: 0,
+    }));
+    (Coalesced(shared.clone()), Flusher(shared))
+}
+
+impl<T: AsyncWrite + Unpin> Flusher<T> {
+    /// Writes everything queued; `Pending` if the socket is full (the task is woken when it
+    /// drains).
+    pub(crate) fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.borrow_mut().drain(cx)
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Coalesced<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0.borrow_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Coalesced<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let mut s = self.0.borrow_mut();
+        if s.out.len() >= COALESCE_HIGH {
+            if let Poll::Ready(Err(e)) = s.drain(cx) {
+                return Poll::Ready(Err(e));
+            }
+            if s.out.len() >= COALESCE_HIGH {
+                return Poll::Pending;
+            }
+        }
+        s.out.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let mut s = self.0.borrow_mut();
+        if s.out.len() >= COALESCE_HIGH {
+            if let Poll::Ready(Err(e)) = s.drain(cx) {
+                return Poll::Ready(Err(e));
+            }
+            if s.out.len() >= COALESCE_HIGH {
+                return Poll::Pending;
+            }
+        }
+        let mut n = 0;
+        for b in bufs {
+            s.out.extend_from_slice(b);
+            n += b.len();
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut s = self.0.borrow_mut();
+        if s.out.len() >= COALESCE_HIGH {
+            return s.drain(cx);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut s = self.0.borrow_mut();
+        match s.drain(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut s.io).poll_shutdown(cx),
+            other => other,
+        }
+    }
+}

@@ -27,7 +27,7 @@ pub(crate) use upstream::H2Upstream;
 use super::{ActiveGuard, ClientTls, IpText};
 use crate::stream::Timed;
 use bytes::Bytes;
-use io::{Guarded, Prefixed};
+use io::{coalesce, Guarded, Prefixed};
 use monoio::io::IntoPollIo;
 use monoio::time::Sleep;
 use proxy_core::h2::Flood;
@@ -177,6 +177,7 @@ where
     let h = &cfg.http2;
     ctx.stats.h2_connections.inc();
     let flood = Rc::new(Cell::new(None));
+    let (io, flusher) = coalesce(io);
     let io = Guarded::new(io, h.floods, flood.clone());
     let mut builder = h2::server::Builder::new();
     builder
@@ -272,6 +273,11 @@ where
                 }
                 continue;
             }
+        }
+        // h2 has done what it can: what it wrote during this run leaves in one write.
+        if let Poll::Ready(Err(e)) = flusher.poll_flush(cx) {
+            tracing::debug!(conn = conn.id, error = %e, "HTTP/2 write failed");
+            return Poll::Ready(End::Closed);
         }
         return Poll::Pending;
     })
