@@ -17,7 +17,7 @@ use crate::tls::{ServerTls, UpstreamTlsConfig, WorkerTls};
 use monoio::io::Canceller;
 use monoio::net::{TcpListener, TcpStream};
 use proxy_core::balance::RoundRobin;
-use proxy_core::config::Config;
+use proxy_core::config::{Config, Endpoint};
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::SocketAddr;
@@ -237,6 +237,13 @@ impl WorkerCtx {
                 .map(|_| proxy::H2Upstream::default())
                 .collect(),
         }
+    }
+
+    /// The next endpoint of `cluster` by its balancer: its index in the cluster, and itself;
+    /// `None` when the cluster has no endpoint.
+    pub(crate) fn pick_endpoint(&self, cluster: usize) -> Option<(usize, &Endpoint)> {
+        let i = self.balancers.borrow_mut().get_mut(cluster)?.pick()?;
+        Some((i, self.config.clusters.get(cluster)?.endpoints.get(i)?))
     }
 
     /// Moves the bytes of `buf` into a bulk buffer when `body` still has more to come than a

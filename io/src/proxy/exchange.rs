@@ -381,15 +381,9 @@ impl Client {
                 return Decision::Answer(req, Status::PayloadTooLarge);
             }
         }
-        let pick = ctx
-            .balancers
-            .borrow_mut()
-            .get_mut(cluster)
-            .and_then(|b| b.pick());
-        let Some(ep) = pick.and_then(|i| cfg.clusters[cluster].endpoints.get(i)) else {
+        let Some((endpoint, ep)) = ctx.pick_endpoint(cluster) else {
             return Decision::Answer(req, Status::ServiceUnavailable);
         };
-        let endpoint = pick.unwrap_or_default();
         let mut out = ctx.buffers.take();
         let tls = self.tls.as_ref();
         let fctx = ForwardContext {

@@ -6,7 +6,7 @@
 //! Unlike HTTP/2 clients, an HTTP/1 exchange is sequential: the request body is sent whole
 //! before the response is read, as the HTTP/1 path does for HTTP/1.1 upstreams.
 
-use super::relay::send_all;
+use super::relay::{last_chunk, send_all};
 use super::upstream::{connection_specific, request_from_head};
 use crate::proxy::{BodyTracker, Client, Next};
 use crate::worker::WorkerCtx;
@@ -165,16 +165,8 @@ impl Client {
             }
             if complete && chunked {
                 buf.clear();
-                buf.extend_from_slice(b"0\r\n");
-                if let Ok(Some(trailers)) = poll_fn(|cx| upbody.poll_trailers(cx)).await {
-                    for (name, value) in &trailers {
-                        buf.extend_from_slice(name.as_str().as_bytes());
-                        buf.extend_from_slice(b": ");
-                        buf.extend_from_slice(value.as_bytes());
-                        buf.extend_from_slice(b"\r\n");
-                    }
-                }
-                buf.extend_from_slice(b"\r\n");
+                let trailers = poll_fn(|cx| upbody.poll_trailers(cx)).await.ok().flatten();
+                last_chunk(&mut buf, trailers.as_ref());
                 let (res, b) = self.io.write_all(buf, cfg.timeouts.idle).await;
                 buf = b;
                 complete = res.is_ok();

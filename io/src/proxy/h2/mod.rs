@@ -55,6 +55,18 @@ pub(super) struct Conn {
     waker: RefCell<Option<Waker>>,
 }
 
+impl Conn {
+    fn new(id: u64, ip: IpText, tls: Option<Box<ClientTls>>) -> Rc<Conn> {
+        Rc::new(Conn {
+            id,
+            ip,
+            tls,
+            live: Cell::new(0),
+            waker: RefCell::new(None),
+        })
+    }
+}
+
 /// Counts a stream task as alive for as long as it exists.
 pub(super) struct Live(Rc<Conn>);
 
@@ -90,14 +102,7 @@ pub(super) async fn serve_h2c(guard: ActiveGuard, io: Timed, buf: Vec<u8>, id: u
         return;
     };
     let fd = poll.as_raw_fd();
-    let conn = Rc::new(Conn {
-        id,
-        ip,
-        tls: None,
-        live: Cell::new(0),
-        waker: RefCell::new(None),
-    });
-    drive(guard, conn, Prefixed::new(buf, poll), fd).await;
+    drive(guard, Conn::new(id, ip, None), Prefixed::new(buf, poll), fd).await;
 }
 
 /// Serves a TLS connection whose handshake chose `h2`.
@@ -115,14 +120,13 @@ pub(super) async fn serve_tls(
         return;
     };
     let fd = poll.as_raw_fd();
-    let conn = Rc::new(Conn {
-        id,
-        ip,
-        tls: Some(tls),
-        live: Cell::new(0),
-        waker: RefCell::new(None),
-    });
-    drive(guard, conn, TlsPoll::new(poll, *session), fd).await;
+    drive(
+        guard,
+        Conn::new(id, ip, Some(tls)),
+        TlsPoll::new(poll, *session),
+        fd,
+    )
+    .await;
 }
 
 /// How a connection ended, for logs and metrics.

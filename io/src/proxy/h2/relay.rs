@@ -34,6 +34,18 @@ fn chunk_line(out: &mut Vec<u8>, n: usize) {
     let _ = write!(out, "{n:x}\r\n");
 }
 
+/// Appends the last chunk of a chunked body: `0`, the trailer fields, the blank line.
+pub(super) fn last_chunk(out: &mut Vec<u8>, trailers: Option<&HeaderMap>) {
+    out.extend_from_slice(b"0\r\n");
+    for (name, value) in trailers.into_iter().flatten() {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Relays the request body from `body` to `up`; `scratch` is a buffer to frame into.
 pub(super) async fn request_body(
     ctx: &WorkerCtx,
@@ -81,16 +93,8 @@ pub(super) async fn request_body(
     }
     if chunked {
         scratch.clear();
-        scratch.extend_from_slice(b"0\r\n");
-        if let Ok(Some(trailers)) = poll_fn(|cx| body.poll_trailers(cx)).await {
-            for (name, value) in &trailers {
-                scratch.extend_from_slice(name.as_str().as_bytes());
-                scratch.extend_from_slice(b": ");
-                scratch.extend_from_slice(value.as_bytes());
-                scratch.extend_from_slice(b"\r\n");
-            }
-        }
-        scratch.extend_from_slice(b"\r\n");
+        let trailers = poll_fn(|cx| body.poll_trailers(cx)).await.ok().flatten();
+        last_chunk(scratch, trailers.as_ref());
         let (res, s) = up
             .write_all(std::mem::take(scratch), cfg.timeouts.upstream_response)
             .await;

@@ -170,12 +170,7 @@ impl Stream {
         let Some(cluster) = cfg.router.route(head.host_name(out), head.path.of(out)) else {
             return Err(Refusal::Answer(Status::NotFound));
         };
-        let pick = ctx
-            .balancers
-            .borrow_mut()
-            .get_mut(cluster)
-            .and_then(|b| b.pick());
-        let Some(ep) = pick.and_then(|i| cfg.clusters[cluster].endpoints.get(i)) else {
+        let Some((endpoint, ep)) = ctx.pick_endpoint(cluster) else {
             return Err(Refusal::Answer(Status::ServiceUnavailable));
         };
         let fctx = ForwardContext {
@@ -201,7 +196,7 @@ impl Stream {
             method: head.method,
             body: kind,
             expect_continue,
-            endpoint: (cluster, pick.unwrap_or_default()),
+            endpoint: (cluster, endpoint),
         })
     }
 

@@ -79,6 +79,25 @@ impl TlsPoll {
         }
     }
 
+    /// Hands plaintext to rustls with `write` once the records it already holds are out (so
+    /// what it buffers stays bounded), then pushes the new records out as far as they go.
+    fn encrypt(
+        &mut self,
+        cx: &mut Context<'_>,
+        write: impl FnOnce(&mut rustls::Writer<'_>) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        match self.poll_flush_tls(cx) {
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Ok(())) => {}
+        }
+        let n = write(&mut self.conn.writer())?;
+        if let Poll::Ready(Err(e)) = self.poll_flush_tls(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Poll::Ready(Ok(n))
+    }
+
     /// Writes queued TLS records until rustls has none or the socket is full.
     fn poll_flush_tls(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.conn.wants_write() {
@@ -154,18 +173,7 @@ impl AsyncWrite for TlsPoll {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        // Records rustls already holds go first, so what it buffers stays bounded.
-        match this.poll_flush_tls(cx) {
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(Ok(())) => {}
-        }
-        let n = this.conn.writer().write(buf)?;
-        if let Poll::Ready(Err(e)) = this.poll_flush_tls(cx) {
-            return Poll::Ready(Err(e));
-        }
-        Poll::Ready(Ok(n))
+        self.encrypt(cx, |w| w.write(buf))
     }
 
     fn poll_write_vectored(
@@ -173,17 +181,7 @@ impl AsyncWrite for TlsPoll {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        match this.poll_flush_tls(cx) {
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(Ok(())) => {}
-        }
-        let n = this.conn.writer().write_vectored(bufs)?;
-        if let Poll::Ready(Err(e)) = this.poll_flush_tls(cx) {
-            return Poll::Ready(Err(e));
-        }
-        Poll::Ready(Ok(n))
+        self.encrypt(cx, |w| w.write_vectored(bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
