@@ -2,8 +2,8 @@
 # Runs every Ringway test on a fresh machine: installs what the tests need (idempotently), checks
 # formatting, lints and the sans-IO boundary, then runs the whole suite on io_uring and again
 # (the end-to-end part) on the epoll fallback, then the differential framing test against h11,
-# the HTTP/1 conformance cases, the slow-client attacks and the TLS profile scan (those three on
-# both drivers).
+# the HTTP/1 conformance cases, the slow-client attacks, HTTP/2 interop (h2load, nghttp), the
+# HTTP/2 conformance and flood probes and the TLS profile scan (those on both drivers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,6 +50,9 @@ scripts/slow-clients.sh --quick --driver epoll || status=1
 echo "test.sh: HTTP/2 interop and load (h2load, nghttp), io_uring and epoll"
 scripts/h2.sh --driver uring || status=1
 scripts/h2.sh --driver epoll || status=1
+echo "test.sh: HTTP/2 conformance and flood probes (Python h2/hyperframe), io_uring and epoll"
+scripts/h2-conformance.sh --driver uring || status=1
+scripts/h2-conformance.sh --driver epoll || status=1
 echo "test.sh: TLS profile scan (sslyze, Mozilla intermediate), io_uring and epoll, and its self-test"
 scripts/tls-scan.sh --driver uring || status=1
 scripts/tls-scan.sh --driver epoll || status=1
