@@ -9,7 +9,7 @@
 
 use crate::tls::session::TlsSession;
 use monoio::net::tcp::stream_poll::TcpStreamPoll;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -124,10 +124,15 @@ impl AsyncRead for TlsPoll {
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         loop {
-            match this.conn.reader().read(buf.initialize_unfilled()) {
-                Ok(n) => {
-                    // 0: close_notify, a clean end.
-                    buf.advance(n);
+            // Copied out of rustls' buffer (not `read` into `initialize_unfilled`, which would
+            // zero the rest of h2's read buffer on every call).
+            let mut reader = this.conn.reader();
+            match reader.fill_buf() {
+                Ok(plain) => {
+                    // Empty: close_notify, a clean end.
+                    let n = plain.len().min(buf.remaining());
+                    buf.put_slice(&plain[..n]);
+                    reader.consume(n);
                     return Poll::Ready(Ok(()));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
