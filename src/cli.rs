@@ -241,7 +241,7 @@ pub struct H2Flags {
     #[arg(global = true, long, value_name = "DURATION", value_parser = duration)]
     pub h2_idle_timeout: Option<Duration>,
 
-    /// Send a keepalive PING after this long without a frame from the client (default: never).
+    /// Send a keepalive PING this often (default: never); see --h2-ping-timeout.
     #[arg(global = true, long, value_name = "DURATION", value_parser = duration)]
     pub h2_ping_interval: Option<Duration>,
 

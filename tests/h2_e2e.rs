@@ -194,6 +194,28 @@ fn trailers_cross_both_ways_and_grpc_shaped_exchange_works() {
             "{}",
             r.summary()
         );
+        // Trailers that would route or vouch for the request, were an upstream to merge them
+        // into the head, never travel: only the harmless one does.
+        let req = request(&h, Method::POST, "/digest", &[]);
+        let body = Body::with_trailers(
+            "forged",
+            &[
+                ("x-forwarded-for", "10.0.0.1"),
+                ("x-client-subject", "CN=admin"),
+                ("authorization", "Bearer stolen"),
+                ("x-checksum", "ok"),
+            ],
+        );
+        let r = h
+            .exchange(req, body)
+            .await
+            .expect("POST with forged trailers");
+        assert_eq!(
+            r.header("x-seen-trailers"),
+            Some("x-checksum=ok"),
+            "{}",
+            r.summary()
+        );
 
         // Response trailers from a chunked upstream response become HTTP/2 trailers.
         let r = h.must_get("/chunked").await;

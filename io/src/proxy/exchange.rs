@@ -189,6 +189,7 @@ impl Client {
                 method: req.method,
                 version: req.version,
                 keep_alive: req.keep_alive,
+                chunked: req.framing == BodyFraming::Chunked,
             };
             return self
                 .exchange_via_h2(ctx, cfg, ep, out, cbuf, body, facts, started)

@@ -38,7 +38,7 @@ pub struct FileHttp2 {
     pub max_upstream_connections: Option<usize>,
     /// How long a connection with no open stream is kept; default `timeouts.idle`.
     pub idle_timeout: Option<super::Quantity>,
-    /// Send a PING after this long without any frame from the client; 0 or absent: never.
+    /// Send a keepalive PING this often; 0 or absent: never.
     pub ping_interval: Option<super::Quantity>,
     /// How long an answer to that PING may take before the connection is closed.
     pub ping_timeout: Option<super::Quantity>,

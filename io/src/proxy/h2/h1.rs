@@ -27,6 +27,8 @@ pub(crate) struct H1Request {
     pub(crate) version: Version,
     /// The client wants the connection kept open.
     pub(crate) keep_alive: bool,
+    /// The body is chunked (the bytes in `out` after the head are Ringway's own chunks).
+    pub(crate) chunked: bool,
 }
 
 /// How an exchange through the bridge failed before the response head.
@@ -53,7 +55,7 @@ impl Client {
         started: Instant,
     ) -> Next {
         let sent = self
-            .send_via_h2(ctx, cfg, ep, &out, &mut cbuf, &mut body)
+            .send_via_h2(ctx, cfg, ep, &out, &mut cbuf, &mut body, req.chunked)
             .await;
         ctx.buffers.give(out);
         let response = match sent {
@@ -94,7 +96,8 @@ impl Client {
         let empty = upbody.is_end_stream();
         let chunked = !no_body && !length && !empty && req.version == Version::Http11;
         let until_close = !no_body && !length && !empty && !chunked;
-        let close = !req.keep_alive || until_close || ctx.drain.is_fired();
+        // A body the upstream stopped taking (it answered early) was not all read.
+        let close = !req.keep_alive || until_close || !body.is_done() || ctx.drain.is_fired();
         let mut head = ctx.buffers.take();
         let reason = parts.status.canonical_reason().unwrap_or("");
         let _ = write!(head, "HTTP/1.1 {status} {reason}\r\n");
@@ -181,7 +184,9 @@ impl Client {
         }
     }
 
-    /// Opens the upstream stream and sends the request and its whole body.
+    /// Opens the upstream stream and sends the request and its body. The body stops early
+    /// (and `body` stays unfinished) when the upstream stops taking it: it has answered.
+    #[allow(clippy::too_many_arguments)]
     async fn send_via_h2(
         &mut self,
         ctx: &WorkerCtx,
@@ -190,15 +195,13 @@ impl Client {
         out: &[u8],
         cbuf: &mut Vec<u8>,
         body: &mut BodyTracker,
+        chunked: bool,
     ) -> Result<h2::client::ResponseFuture, Fail> {
         let head_end = find_head_end(out, 0).ok_or(Fail::Answer(Status::BadGateway))?;
         // The body bytes that came with the head, as the HTTP/1 path framed them.
         let first: Vec<u8> = if out[head_end..].is_empty() {
             Vec::new()
-        } else if out[..head_end]
-            .windows(26)
-            .any(|w| w.eq_ignore_ascii_case(b"transfer-encoding: chunked"))
-        {
+        } else if chunked {
             let mut d = ChunkedDecoder::new();
             let mut data = Vec::new();
             let mut rest = &out[head_end..];
@@ -242,19 +245,17 @@ impl Client {
                 }
             }
         };
-        if !first.is_empty() {
-            send_all(ctx, &mut up_send, &first, whole)
-                .await
-                .map_err(|_| Fail::Answer(Status::BadGateway))?;
+        let stall = cfg.timeouts.upstream_response;
+        if !first.is_empty() && send_all(stall, &mut up_send, &first, whole).await.is_err() {
+            return Ok(response);
         }
-        self.send_rest(ctx, cfg, cbuf, body, &mut up_send).await?;
+        self.send_rest(cfg, cbuf, body, &mut up_send).await?;
         Ok(response)
     }
 
     /// Streams the rest of the client's body to the upstream stream.
     async fn send_rest(
         &mut self,
-        ctx: &WorkerCtx,
         cfg: &Config,
         cbuf: &mut Vec<u8>,
         body: &mut BodyTracker,
@@ -286,10 +287,10 @@ impl Client {
                 return Err(Fail::Answer(Status::PayloadTooLarge));
             }
             let end = body.is_done();
-            if !payload.is_empty() || end {
-                send_all(ctx, up, &payload, end)
-                    .await
-                    .map_err(|_| Fail::Answer(Status::BadGateway))?;
+            let stall = cfg.timeouts.upstream_response;
+            if (!payload.is_empty() || end) && send_all(stall, up, &payload, end).await.is_err() {
+                // The upstream stopped taking the body: its response says why.
+                return Ok(());
             }
         }
         Ok(())

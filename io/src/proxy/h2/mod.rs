@@ -311,7 +311,10 @@ where
     // client has read the GOAWAY.
     let _ =
         monoio::time::timeout(Duration::from_secs(1), poll_fn(|cx| h2conn.poll_closed(cx))).await;
-    if end != End::Closed {
+    // After an error, a flood, an idle close or a drain, the client may still be sending
+    // (WINDOW_UPDATEs for the last DATA, say): linger so that the close does not reset away
+    // what it has not read yet.
+    if end != End::Closed || draining {
         linger_close(fd).await;
     }
     drop(h2conn);

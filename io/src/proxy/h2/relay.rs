@@ -26,6 +26,8 @@ pub(super) enum RelayError {
     Upstream,
     /// The request body grew past `limits.max_body_bytes`.
     TooLarge,
+    /// The client sent its body slower than `limits.min_client_rate`.
+    TooSlow,
 }
 
 /// Writes `bytes` as a chunk-size line into `out`.
@@ -34,16 +36,68 @@ fn chunk_line(out: &mut Vec<u8>, n: usize) {
     let _ = write!(out, "{n:x}\r\n");
 }
 
+/// Whether a trailer field may be passed on. Fields that frame, route or vouch for the message
+/// never travel as trailers: an upstream that merges trailers into the head would otherwise
+/// take a client's `X-Forwarded-For`, `Host` or (named like Ringway's identity field, which
+/// Ringway strips from heads) a forged certificate subject at face value. Only fields with no
+/// such meaning (`grpc-status`, checksums, …) pass.
+pub(super) fn trailer_allowed(name: &str) -> bool {
+    !(matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "te"
+            | "upgrade"
+            | "trailer"
+            | "content-length"
+            | "host"
+            | "forwarded"
+            | "x-forwarded-for"
+            | "x-forwarded-proto"
+            | "x-forwarded-host"
+            | "via"
+            | "authorization"
+            | "cookie"
+    ) || name.starts_with("x-client-")
+        || name.starts_with("x-ssl-")
+        || name.starts_with("x-forwarded-"))
+}
+
 /// Appends the last chunk of a chunked body: `0`, the trailer fields, the blank line.
 pub(super) fn last_chunk(out: &mut Vec<u8>, trailers: Option<&HeaderMap>) {
     out.extend_from_slice(b"0\r\n");
     for (name, value) in trailers.into_iter().flatten() {
+        if !trailer_allowed(name.as_str()) {
+            continue;
+        }
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// How long to wait for the next piece of a request body, `total` bytes in since `started`: the
+/// idle timeout, shortened so that the client averages at least `min_client_rate` after the
+/// grace of `timeouts.header`, as an HTTP/1 upload must. (A slow uploader holds an upstream
+/// connection and, for HTTP/2, one of the endpoint's slots.)
+fn upload_deadline(
+    ctx: &WorkerCtx,
+    started: std::time::Instant,
+    total: u64,
+) -> std::time::Duration {
+    let cfg = &ctx.config;
+    let Some(rate) = cfg.limits.min_client_rate else {
+        return cfg.timeouts.idle;
+    };
+    let owed =
+        cfg.timeouts.header + std::time::Duration::from_secs_f64((total + 1) as f64 / rate as f64);
+    owed.saturating_sub(started.elapsed())
+        .min(cfg.timeouts.idle)
+        .max(std::time::Duration::from_millis(1))
 }
 
 /// Relays the request body from `body` to `up`; `scratch` is a buffer to frame into.
@@ -57,9 +111,11 @@ pub(super) async fn request_body(
 ) -> Result<(), RelayError> {
     let cfg = &ctx.config;
     let mut total: u64 = 0;
+    let started = std::time::Instant::now();
     loop {
-        let data = match monoio::time::timeout(cfg.timeouts.idle, body.data()).await {
-            Err(_) => return Err(RelayError::Client),
+        let wait = upload_deadline(ctx, started, total);
+        let data = match monoio::time::timeout(wait, body.data()).await {
+            Err(_) => return Err(RelayError::TooSlow),
             Ok(None) => break,
             Ok(Some(Err(_))) => return Err(RelayError::Client),
             Ok(Some(Ok(d))) => d,
@@ -108,7 +164,7 @@ pub(super) async fn request_body(
 /// waits on it. With a minimum client rate (the default), the rate's grace period: a reader that
 /// takes nothing for that long is under any rate, as over HTTP/1, and is reset so the upstream
 /// connection is freed for others. Without one, the idle timeout.
-fn stall_limit(ctx: &WorkerCtx) -> std::time::Duration {
+pub(super) fn stall_limit(ctx: &WorkerCtx) -> std::time::Duration {
     let cfg = &ctx.config;
     if cfg.limits.min_client_rate.is_some() {
         cfg.timeouts.header
@@ -117,10 +173,10 @@ fn stall_limit(ctx: &WorkerCtx) -> std::time::Duration {
     }
 }
 
-/// Sends `data` on `send` as the client's window allows; `end` ends the stream with the last
-/// byte (or with an empty frame when `data` is empty).
+/// Sends `data` on `send` as the receiver's window allows, waiting at most `stall` for it to
+/// open; `end` ends the stream with the last byte (or with an empty frame when `data` is empty).
 pub(super) async fn send_all(
-    ctx: &WorkerCtx,
+    stall: std::time::Duration,
     send: &mut SendStream<Bytes>,
     mut data: &[u8],
     end: bool,
@@ -133,7 +189,6 @@ pub(super) async fn send_all(
             Ok(())
         };
     }
-    let stall = stall_limit(ctx);
     while !data.is_empty() {
         send.reserve_capacity(data.len());
         let granted = monoio::time::timeout(stall, poll_fn(|cx| send.poll_capacity(cx))).await;
@@ -176,11 +231,12 @@ pub(super) async fn response_body(
 ) -> Result<u64, RelayError> {
     let mut sent: u64 = 0;
     let mut trailers: Vec<u8> = Vec::new();
+    let stall = stall_limit(ctx);
     loop {
         if ubuf.is_empty() {
             match fill(ctx, up, ubuf).await {
                 Ok(0) if matches!(tracker, BodyTracker::UntilClose) => {
-                    send_all(ctx, send, &[], true).await?;
+                    send_all(stall, send, &[], true).await?;
                     return Ok(sent);
                 }
                 Ok(0) | Err(_) => return Err(RelayError::Upstream),
@@ -190,7 +246,7 @@ pub(super) async fn response_body(
         match tracker {
             BodyTracker::Done => return Ok(sent),
             BodyTracker::UntilClose => {
-                send_all(ctx, send, ubuf, false).await?;
+                send_all(stall, send, ubuf, false).await?;
                 sent += ubuf.len() as u64;
                 ubuf.clear();
             }
@@ -198,7 +254,7 @@ pub(super) async fn response_body(
                 let n = usize::try_from(*rem).map_or(ubuf.len(), |r| r.min(ubuf.len()));
                 *rem -= n as u64;
                 let end = *rem == 0;
-                send_all(ctx, send, &ubuf[..n], end).await?;
+                send_all(stall, send, &ubuf[..n], end).await?;
                 sent += n as u64;
                 ubuf.drain(..n);
                 if end {
@@ -221,7 +277,7 @@ pub(super) async fn response_body(
                     let (start, len) = (pos + r.consumed - data.len(), data.len());
                     pos += r.consumed;
                     if len > 0 {
-                        send_all(ctx, send, &ubuf[start..start + len], false).await?;
+                        send_all(stall, send, &ubuf[start..start + len], false).await?;
                         sent += len as u64;
                     }
                 }
@@ -233,7 +289,7 @@ pub(super) async fn response_body(
                         Some(map) if !map.is_empty() => {
                             send.send_trailers(map).map_err(|_| RelayError::Client)?
                         }
-                        _ => send_all(ctx, send, &[], true).await?,
+                        _ => send_all(stall, send, &[], true).await?,
                     }
                     return Ok(sent);
                 }
@@ -256,7 +312,13 @@ fn parse_trailers(raw: &[u8]) -> Option<HeaderMap> {
         let name = HeaderName::from_bytes(&line[..colon]).ok()?;
         if matches!(
             name.as_str(),
-            "connection" | "keep-alive" | "transfer-encoding" | "te" | "upgrade" | "content-length"
+            "connection"
+                | "keep-alive"
+                | "proxy-connection"
+                | "transfer-encoding"
+                | "te"
+                | "upgrade"
+                | "content-length"
         ) {
             continue;
         }

@@ -241,6 +241,11 @@ impl Stream {
                 Some(Ok(c)) => c,
             };
             let may_retry = reused && retryable && !retried;
+            if self.unless_reset(std::future::ready(())).await.is_none() {
+                // Reset meanwhile: the request is not sent (the connection is still clean).
+                ctx.upstreams.put(ep.id, up, Instant::now());
+                return ctx.buffers.give(out);
+            }
             let (res, o) = up.write_all(out, cfg.timeouts.upstream_response).await;
             out = o;
             if res.is_err() {
@@ -265,6 +270,10 @@ impl Stream {
                 {
                     Ok(()) => {}
                     Err(RelayError::Client) => return ctx.buffers.give(out),
+                    Err(RelayError::TooSlow) => {
+                        ctx.buffers.give(out);
+                        return self.answer(Status::RequestTimeout, Some(ep));
+                    }
                     Err(RelayError::TooLarge) => {
                         ctx.buffers.give(out);
                         return self.answer(Status::PayloadTooLarge, Some(ep));
@@ -429,14 +438,13 @@ impl Stream {
     pub(super) async fn unless_reset<F: Future>(&mut self, fut: F) -> Option<F::Output> {
         let mut fut = pin!(fut);
         let respond = &mut self.respond;
+        // The reset is looked at first: a stream reset before its work starts (a rapid-reset
+        // client's HEADERS + RST_STREAM) must not reach the upstream at all.
         poll_fn(|cx| {
-            if let Poll::Ready(v) = fut.as_mut().poll(cx) {
-                return Poll::Ready(Some(v));
+            if respond.poll_reset(cx).is_ready() {
+                return Poll::Ready(None);
             }
-            match respond.poll_reset(cx) {
-                Poll::Ready(_) => Poll::Ready(None),
-                Poll::Pending => Poll::Pending,
-            }
+            fut.as_mut().poll(cx).map(Some)
         })
         .await
     }

@@ -8,6 +8,7 @@
 //! HTTP/2 stream to the other without copying; capacity is released to the sender only once the
 //! receiver's window took the bytes, so a slow side slows the other instead of filling memory.
 
+use super::relay::trailer_allowed;
 use super::stream::{Outcome, Plan, Stream};
 use crate::proxy::upstream::connect_upstream;
 use crate::worker::WorkerCtx;
@@ -43,7 +44,7 @@ enum State {
     /// A stream is connecting; the others wait for it.
     Connecting(Vec<Waker>),
     /// Connected; the flag turns false when the connection ends.
-    Ready(SendRequest<Bytes>, Rc<Cell<bool>>),
+    Ready(SendRequest<Bytes>, Rc<Cell<bool>>, Probe),
 }
 
 /// Puts the state back to `None` (waking the waiters) if a connect attempt is abandoned.
@@ -72,7 +73,7 @@ impl H2Upstream {
             let should_connect = {
                 let mut state = self.state.borrow_mut();
                 match &mut *state {
-                    State::Ready(send, alive) if alive.get() => return Ok(send.clone()),
+                    State::Ready(send, alive, _) if alive.get() => return Ok(send.clone()),
                     State::Connecting(_) => false,
                     _ => {
                         *state = State::Connecting(Vec::new());
@@ -106,8 +107,8 @@ impl H2Upstream {
                 _ => Vec::new(),
             };
             let out = match result {
-                Ok((send, alive)) => {
-                    *state = State::Ready(send.clone(), alive);
+                Ok((send, alive, probe)) => {
+                    *state = State::Ready(send.clone(), alive, probe);
                     Ok(send)
                 }
                 Err(status) => Err(status),
@@ -119,6 +120,28 @@ impl H2Upstream {
         }
     }
 
+    /// Checks the connection after a request timed out on it: a slow application upstream is
+    /// no reason to drop a connection every other stream uses, but a connection that died
+    /// silently (a NAT that forgot it) answers nothing at all. So it gets a PING; without an
+    /// answer within `within`, the next request opens a new connection.
+    pub(crate) fn suspect(&self, within: Duration) {
+        let state = self.state.borrow();
+        let State::Ready(_, alive, probe) = &*state else {
+            return;
+        };
+        // One probe at a time: the PING handle is taken for its duration.
+        let Some(mut pings) = probe.borrow_mut().take() else {
+            return;
+        };
+        let (alive, probe) = (alive.clone(), probe.clone());
+        crate::proxy::spawn_connection_task(async move {
+            match monoio::time::timeout(within, pings.ping(h2::Ping::opaque())).await {
+                Ok(Ok(_)) => *probe.borrow_mut() = Some(pings),
+                _ => alive.set(false),
+            }
+        });
+    }
+
     /// Forgets a connection that refused a request, so the next one reconnects.
     pub(crate) fn reset(&self) {
         let mut state = self.state.borrow_mut();
@@ -128,11 +151,14 @@ impl H2Upstream {
     }
 }
 
+/// The PING handle of an upstream connection, while no probe is using it.
+type Probe = Rc<RefCell<Option<h2::PingPong>>>;
+
 /// Opens the HTTP/2 connection to `ep` and spawns the task that drives it.
 async fn connect(
     ctx: &WorkerCtx,
     ep: &Endpoint,
-) -> Result<(SendRequest<Bytes>, Rc<Cell<bool>>), Status> {
+) -> Result<(SendRequest<Bytes>, Rc<Cell<bool>>, Probe), Status> {
     let cfg = &ctx.config;
     let up = connect_upstream(ctx, ep, cfg).await.map_err(|e| {
         ctx.stats.upstream_errors.inc();
@@ -160,6 +186,7 @@ async fn connect(
         .max_header_list_size(h.max_header_list_size.max(64 * 1024))
         .enable_push(false);
     let alive = Rc::new(Cell::new(true));
+    let probe: Probe = Rc::new(RefCell::new(None));
     let timeout = cfg.timeouts.upstream_connect;
     let handshake_failed = |e: String| {
         ctx.stats.upstream_errors.inc();
@@ -174,23 +201,25 @@ async fn connect(
                 ));
             }
             let io = super::tls::TlsPoll::new(poll, *session);
-            let (send, conn) = monoio::time::timeout(timeout, builder.handshake(io))
+            let (send, mut conn) = monoio::time::timeout(timeout, builder.handshake(io))
                 .await
                 .map_err(|_| handshake_failed("timed out".into()))?
                 .map_err(|e| handshake_failed(e.to_string()))?;
+            *probe.borrow_mut() = conn.ping_pong();
             spawn_driver(conn, alive.clone(), ep);
             send
         }
         None => {
-            let (send, conn) = monoio::time::timeout(timeout, builder.handshake(poll))
+            let (send, mut conn) = monoio::time::timeout(timeout, builder.handshake(poll))
                 .await
                 .map_err(|_| handshake_failed("timed out".into()))?
                 .map_err(|e| handshake_failed(e.to_string()))?;
+            *probe.borrow_mut() = conn.ping_pong();
             spawn_driver(conn, alive.clone(), ep);
             send
         }
     };
-    Ok((send, alive))
+    Ok((send, alive, probe))
 }
 
 fn spawn_driver<T>(conn: h2::client::Connection<T, Bytes>, alive: Rc<Cell<bool>>, ep: &Endpoint)
@@ -198,7 +227,8 @@ where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
 {
     let addr = ep.addr;
-    monoio::spawn(async move {
+    // Contained like a connection task: a panic in h2 loses this connection, not the worker.
+    crate::proxy::spawn_connection_task(async move {
         if let Err(e) = conn.await {
             tracing::debug!(upstream = %addr, error = %e, "upstream HTTP/2 connection ended");
         }
@@ -250,13 +280,15 @@ pub(super) fn request_from_head(head: &[u8], tls: bool) -> Option<Request<()>> {
 
 /// Moves a body from one HTTP/2 stream to another: DATA as the receiver's window allows,
 /// capacity released to the sender after each piece is taken, then the trailers (or an empty
-/// END_STREAM). Returns the payload bytes moved. `Err(true)`: the sending side failed;
+/// END_STREAM). Returns the payload bytes moved. `from_client`: the trailers are a client's,
+/// filtered as [`trailer_allowed`] says. `Err(true)`: the sending side failed;
 /// `Err(false)`: the receiving side did; `limit` bounds the total.
 pub(super) async fn pipe(
     src: &mut RecvStream,
     dst: &mut SendStream<Bytes>,
     idle: Duration,
     limit: Option<u64>,
+    from_client: bool,
 ) -> Result<u64, PipeError> {
     let mut moved: u64 = 0;
     loop {
@@ -295,7 +327,19 @@ pub(super) async fn pipe(
         let _ = src.flow_control().release_capacity(n);
     }
     match poll_fn(|cx| src.poll_trailers(cx)).await {
-        Ok(Some(trailers)) => dst.send_trailers(trailers),
+        Ok(Some(mut trailers)) => {
+            if from_client {
+                let names: Vec<_> = trailers
+                    .keys()
+                    .filter(|n| !trailer_allowed(n.as_str()))
+                    .cloned()
+                    .collect();
+                for n in names {
+                    trailers.remove(n);
+                }
+            }
+            dst.send_trailers(trailers)
+        }
         Ok(None) => dst.send_data(Bytes::new(), true),
         Err(_) => return Err(PipeError::Src),
     }
@@ -348,6 +392,8 @@ impl Stream {
             let sent = match ready {
                 None => return ctx.buffers.give(out),
                 Some(Err(_)) => {
+                    // No stream free for that long: the connection may be dead.
+                    upstream.suspect(cfg.timeouts.upstream_connect);
                     ctx.buffers.give(out);
                     return self.answer(Status::GatewayTimeout, Some(ep));
                 }
@@ -383,7 +429,9 @@ impl Stream {
         let ended = {
             let request_side = async {
                 if has_body {
-                    pipe(&mut body, &mut up_send, idle, limit).await.map(|_| ())
+                    pipe(&mut body, &mut up_send, idle, limit, true)
+                        .await
+                        .map(|_| ())
                 } else {
                     Ok(())
                 }
@@ -452,6 +500,8 @@ impl Stream {
         let resp = match waited {
             Err(_) => {
                 ctx.stats.upstream_errors.inc();
+                // The connection may be dead, or the application just slow: ask it.
+                ctx.h2_upstreams[ep.id].suspect(cfg.timeouts.upstream_connect);
                 self.answer_quietly(Status::GatewayTimeout);
                 return failed(Status::GatewayTimeout);
             }
@@ -483,7 +533,15 @@ impl Stream {
         ctx.stats.count_response(status);
         let mut outcome = Outcome { status, bytes: 0 };
         if !end {
-            match pipe(&mut upbody, &mut send, cfg.timeouts.upstream_response, None).await {
+            match pipe(
+                &mut upbody,
+                &mut send,
+                cfg.timeouts.upstream_response,
+                None,
+                false,
+            )
+            .await
+            {
                 Ok(n) => outcome.bytes = n,
                 Err(PipeError::Src) => {
                     ctx.stats.upstream_errors.inc();
