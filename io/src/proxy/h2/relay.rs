@@ -8,6 +8,7 @@
 //! stream's send buffer allow (`max_send_buffer` bounds what waits per stream); a chunked
 //! upstream body is decoded, and its trailers become HTTP/2 trailers.
 
+use super::upstream::connection_specific;
 use crate::proxy::BodyTracker;
 use crate::stream::Timed;
 use crate::worker::WorkerCtx;
@@ -42,25 +43,12 @@ fn chunk_line(out: &mut Vec<u8>, n: usize) {
 /// Ringway strips from heads) a forged certificate subject at face value. Only fields with no
 /// such meaning (`grpc-status`, checksums, …) pass.
 pub(super) fn trailer_allowed(name: &str) -> bool {
-    !(matches!(
-        name,
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "transfer-encoding"
-            | "te"
-            | "upgrade"
-            | "trailer"
-            | "content-length"
-            | "host"
-            | "forwarded"
-            | "x-forwarded-for"
-            | "x-forwarded-proto"
-            | "x-forwarded-host"
-            | "via"
-            | "authorization"
-            | "cookie"
-    ) || name.starts_with("x-client-")
+    !(connection_specific(name)
+        || matches!(
+            name,
+            "te" | "trailer" | "content-length" | "forwarded" | "via" | "authorization" | "cookie"
+        )
+        || name.starts_with("x-client-")
         || name.starts_with("x-ssl-")
         || name.starts_with("x-forwarded-"))
 }
@@ -299,7 +287,7 @@ pub(super) async fn response_body(
 }
 
 /// The trailer fields of a chunked body (the decoder has checked their syntax), minus those
-/// that may not appear in HTTP/2.
+/// that may not appear in HTTP/2 or that [`trailer_allowed`] keeps out.
 fn parse_trailers(raw: &[u8]) -> Option<HeaderMap> {
     let mut map = HeaderMap::new();
     for line in raw.split(|&b| b == b'\n') {
@@ -310,16 +298,7 @@ fn parse_trailers(raw: &[u8]) -> Option<HeaderMap> {
         let colon = line.iter().position(|&b| b == b':')?;
         let value = line[colon + 1..].trim_ascii();
         let name = HeaderName::from_bytes(&line[..colon]).ok()?;
-        if matches!(
-            name.as_str(),
-            "connection"
-                | "keep-alive"
-                | "proxy-connection"
-                | "transfer-encoding"
-                | "te"
-                | "upgrade"
-                | "content-length"
-        ) {
+        if !trailer_allowed(name.as_str()) {
             continue;
         }
         map.append(name, HeaderValue::from_bytes(value).ok()?);
