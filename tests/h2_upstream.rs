@@ -23,41 +23,15 @@ mod common;
 
 use bytes::Bytes;
 use common::h2::{fnv1a, read_response, run, within, Body, H2Response, H2};
-use common::h2_upstream::{H2Upstream, H2UpstreamOpts};
+use common::h2_upstream::{h2_proxy, H2Upstream, H2UpstreamOpts};
 use common::tls::{localhost_site, start_tls_proxy, Ca, TempDir};
 use common::{closed_port, pattern, run_to_completion, temp_file, Proxy, Upstream};
 use h2::Reason;
 use http::Method;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// Bound of each test's async part.
 const LIMIT: Duration = Duration::from_secs(40);
-
-/// Ringway with `workers` workers in front of `upstreams` spoken to over HTTP/2, plus `extra`.
-fn h2_proxy(upstreams: &[SocketAddr], workers: usize, extra: &[&str]) -> Proxy {
-    let mut args: Vec<String> = [
-        "--listen",
-        "127.0.0.1:0",
-        "--admin",
-        "127.0.0.1:0",
-        "--log-level",
-        "info",
-        "--workers",
-        &workers.to_string(),
-        "--upstream-protocol",
-        "h2",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    for u in upstreams {
-        args.push("--upstream".into());
-        args.push(u.to_string());
-    }
-    args.extend(extra.iter().map(|s| s.to_string()));
-    Proxy::start_args(&args)
-}
 
 /// A request for `method path` on `h` with the extra `headers`.
 fn request(h: &H2, method: Method, path: &str, headers: &[(&str, &str)]) -> http::Request<()> {

@@ -16,35 +16,9 @@
 mod common;
 
 use common::h2::fnv1a;
-use common::h2_upstream::H2Upstream;
-use common::{closed_port, pattern, write_in_background, Client, Proxy};
-use std::net::SocketAddr;
+use common::h2_upstream::{h2_proxy, H2Upstream};
+use common::{closed_port, pattern, write_in_background, Client};
 use std::time::{Duration, Instant};
-
-/// Ringway with `workers` workers in front of `upstreams` spoken to over HTTP/2, plus `extra`.
-fn h2_proxy(upstreams: &[SocketAddr], workers: usize, extra: &[&str]) -> Proxy {
-    let mut args: Vec<String> = [
-        "--listen",
-        "127.0.0.1:0",
-        "--admin",
-        "127.0.0.1:0",
-        "--log-level",
-        "info",
-        "--workers",
-        &workers.to_string(),
-        "--upstream-protocol",
-        "h2",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    for u in upstreams {
-        args.push("--upstream".into());
-        args.push(u.to_string());
-    }
-    args.extend(extra.iter().map(|s| s.to_string()));
-    Proxy::start_args(&args)
-}
 
 /// `data` as one chunked body: pieces of varying size, then the last chunk with `trailers`.
 fn chunked(data: &[u8], trailers: &[(&str, &str)]) -> Vec<u8> {

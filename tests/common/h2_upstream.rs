@@ -808,3 +808,33 @@ async fn stream_echo(
         let _ = out.send_trailers(t);
     }
 }
+
+/// Ringway with `workers` workers in front of `upstreams` spoken to over HTTP/2, plus `extra`.
+pub fn h2_proxy(
+    upstreams: &[std::net::SocketAddr],
+    workers: usize,
+    extra: &[&str],
+) -> super::Proxy {
+    let workers = workers.to_string();
+    let mut args: Vec<String> = [
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--log-level",
+        "info",
+        "--workers",
+        &workers,
+        "--upstream-protocol",
+        "h2",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for u in upstreams {
+        args.push("--upstream".into());
+        args.push(u.to_string());
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    super::Proxy::start_args(&args)
+}
