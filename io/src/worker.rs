@@ -344,8 +344,10 @@ async fn worker_main(mut spec: WorkerSpec) {
 }
 
 /// Once a second: close expired pooled upstream connections, free buffers no request needed in
-/// the last second, and flush the access log.
+/// the last second (and hand freed memory back when that or closed connections left some), and
+/// flush the access log.
 async fn maintain(ctx: Rc<WorkerCtx>) {
+    let mut last_active = ctx.active.get();
     while !ctx.drain.is_fired() {
         monoio::select! {
             _ = monoio::time::sleep(Duration::from_secs(1)) => {}
@@ -353,7 +355,11 @@ async fn maintain(ctx: Rc<WorkerCtx>) {
         }
         ctx.upstreams.sweep(Instant::now());
         let freed = ctx.buffers.trim() + ctx.bulk.trim();
-        if freed > 0 {
+        // Connections that closed freed what they held themselves (an HTTP/2 connection's
+        // codec buffers are about 20 KiB): hand those pages back too.
+        let closed = ctx.active.get() < last_active;
+        last_active = ctx.active.get();
+        if freed > 0 || closed {
             if let Some(release) = ctx.release_memory {
                 release();
             }
