@@ -175,7 +175,7 @@ impl BodyTracker {
 }
 
 /// Appends `n` in upper-case hexadecimal.
-fn write_hex(out: &mut Vec<u8>, n: usize) {
+pub(crate) fn write_hex(out: &mut Vec<u8>, n: usize) {
     let mut digits = [0u8; 16];
     let mut i = digits.len();
     let mut v = n;

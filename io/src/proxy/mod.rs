@@ -8,7 +8,7 @@
 
 mod body;
 
-pub(crate) use body::BodyTracker;
+pub(crate) use body::{write_hex, BodyTracker};
 pub(crate) use guard::spawn_connection_task;
 pub(crate) use h2::{H2Upstream, Slots as H2Slots};
 mod exchange;

@@ -8,7 +8,7 @@
 
 use super::relay::{last_chunk, send_all};
 use super::upstream::{connection_specific, request_from_head};
-use crate::proxy::{BodyTracker, Client, Next};
+use crate::proxy::{write_hex, BodyTracker, Client, Next};
 use crate::worker::WorkerCtx;
 use bytes::Bytes;
 use h2::SendStream;
@@ -151,7 +151,8 @@ impl Client {
                 let n = data.len();
                 buf.clear();
                 if chunked && n > 0 {
-                    let _ = write!(buf, "{n:X}\r\n");
+                    write_hex(&mut buf, n);
+                    buf.extend_from_slice(b"\r\n");
                 }
                 buf.extend_from_slice(&data);
                 if chunked && n > 0 {

@@ -9,7 +9,7 @@
 //! upstream body is decoded, and its trailers become HTTP/2 trailers.
 
 use super::upstream::connection_specific;
-use crate::proxy::BodyTracker;
+use crate::proxy::{write_hex, BodyTracker};
 use crate::stream::Timed;
 use crate::worker::WorkerCtx;
 use bytes::Bytes;
@@ -33,8 +33,8 @@ pub(super) enum RelayError {
 
 /// Writes `bytes` as a chunk-size line into `out`.
 fn chunk_line(out: &mut Vec<u8>, n: usize) {
-    use std::io::Write as _;
-    let _ = write!(out, "{n:x}\r\n");
+    write_hex(out, n);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Whether a trailer field may be passed on. Fields that frame, route or vouch for the message
