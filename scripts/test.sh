@@ -32,6 +32,9 @@ else
 fi
 
 status=0
+# The load-balancing tests run this backend as a real process (tests/common/lb.rs builds it on
+# demand too; built here first, in the tests' debug profile, that build is a no-op).
+cargo build --quiet -p ringway-bench --bin ringway-test-backend
 echo "test.sh: whole workspace, io_uring"
 RINGWAY_TEST_IO_DRIVER=uring run --workspace || status=1
 echo "test.sh: end-to-end suite again on epoll"

@@ -1,7 +1,8 @@
 //! Shared helpers for the end-to-end tests: starting and stopping the `ringway` binary
 //! ([`Proxy`]), a mock upstream server ([`Upstream`], in `upstream.rs`) and a raw HTTP/1.1
 //! client that shows exactly what came over the wire ([`Client`], in `client.rs`); an HTTP/2
-//! client (`h2.rs`) and an HTTP/2 upstream server (`h2_upstream.rs`).
+//! client (`h2.rs`), an HTTP/2 upstream server (`h2_upstream.rs`), and load-balancing helpers
+//! (`lb.rs`: real backend processes that can be killed and restarted, and a load driver).
 //!
 //! Every test starts its own proxy on ports the kernel picks (`127.0.0.1:0`, read back from the
 //! proxy's log), so tests are independent and can run in parallel. Every wait is bounded.
@@ -11,6 +12,7 @@
 mod client;
 pub mod h2;
 pub mod h2_upstream;
+pub mod lb;
 pub mod tls;
 mod upstream;
 

@@ -1,0 +1,680 @@
+//! `ringway-test-backend`: a small, controllable HTTP/1.1 upstream for the load-balancing
+//! end-to-end tests. It is a real process, so a test can SIGKILL it and start it again on the
+//! same port, and it counts what it served so a test can see where the proxy sent traffic.
+//! Plain `std` only: one thread per connection, blocking sockets, nothing shared but atomics.
+//!
+//! ```text
+//! ringway-test-backend --listen IP:PORT --name NAME [--delay-ms N] [--health-status N]
+//!                      [--exit-with-parent]
+//! ```
+//!
+//! `--exit-with-parent` makes it exit once the process that started it is gone (the test
+//! helpers pass it, so a test process that dies unexpectedly leaves no backend behind).
+//!
+//! Once bound it prints exactly one line, `listening on IP:PORT` (the real port when PORT is 0),
+//! to standard output. `std::net::TcpListener::bind` sets `SO_REUSEADDR` on Unix before
+//! binding, so a restart right after the previous process was SIGKILLed binds the same port
+//! even while its old connections linger in `TIME_WAIT`.
+//!
+//! Every response carries `X-Backend: NAME` and `Content-Length` (except 204 and 304, which
+//! carry neither a body nor a length). Requests are answered by path:
+//!
+//! | path                         | answer                                                      |
+//! |------------------------------|-------------------------------------------------------------|
+//! | `/healthz`                   | the health status (default 200), body `ok\n` (2xx) or `fail\n` |
+//! | `/_control/health?status=N`  | sets the health status (200..=599); 200 `ok\n`              |
+//! | `/_control/delay?ms=N`       | sets the delay added to every counted request; 200 `ok\n`   |
+//! | `/_control/reset`            | zeroes `requests`, `healthz` and `max_inflight`; 200 `ok\n` |
+//! | `/_stats`                    | `requests=N\nhealthz=M\ninflight=K\nmax_inflight=J\n`       |
+//! | `/status/NNN`                | status NNN (200..=599), body `NAME\n`                       |
+//! | `/echo`                      | the request head, byte for byte, as the body                |
+//! | `/cookie`                    | the request's `Cookie` value(s), joined with `; `           |
+//! | anything else                | 200, body `NAME\n`                                          |
+//!
+//! Any request with a query parameter `delay_ms=N` waits N ms before answering; counted
+//! requests also wait the global delay (`--delay-ms`, `/_control/delay`). `/healthz`, the
+//! `/_control/` paths and `/_stats` are not counted: they do not move `requests`, `inflight` or
+//! `max_inflight` and ignore the global delay (`/healthz` bumps `healthz` instead). A counted
+//! request is in flight from the moment its head is parsed until just before its response is
+//! written (so strictly sequential requests never overlap, even across connections).
+//!
+//! Connections are keep-alive (HTTP/1.1 unless `Connection: close`; HTTP/1.0 only with
+//! `Connection: keep-alive`) and pipelining-safe. Request heads may be up to 64 KiB; request
+//! bodies (`Content-Length` or `Transfer-Encoding: chunked`) are read and discarded. A
+//! connection idle (or stalled) for 60 s is closed. Malformed input never panics the server:
+//! it gets a 400 and the connection is closed.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Largest request head accepted (400 beyond).
+const MAX_HEAD: usize = 64 * 1024;
+/// Longest chunk-size line, or trailer section, of a chunked request body.
+const MAX_CHUNK_LINE: usize = 4096;
+/// A connection idle or stalled for this long is closed.
+const IDLE: Duration = Duration::from_secs(60);
+/// Stack size of the per-connection threads (they hold a 64 KiB head buffer on the heap).
+const STACK: usize = 256 * 1024;
+
+const USAGE: &str = "usage: ringway-test-backend --listen IP:PORT --name NAME [--delay-ms N] \
+                     [--health-status N] [--exit-with-parent]";
+
+/// Counters and settings shared by every connection.
+struct State {
+    name: String,
+    health: AtomicU64,
+    delay_ms: AtomicU64,
+    requests: AtomicU64,
+    healthz: AtomicU64,
+    inflight: AtomicU64,
+    max_inflight: AtomicU64,
+}
+
+/// Marks one counted request in flight until dropped (so an early error return still ends it).
+struct InFlight<'a>(&'a State);
+
+impl<'a> InFlight<'a> {
+    fn begin(state: &'a State) -> Self {
+        state.requests.fetch_add(1, Ordering::SeqCst);
+        let now = state.inflight.fetch_add(1, Ordering::SeqCst) + 1;
+        state.max_inflight.fetch_max(now, Ordering::SeqCst);
+        InFlight(state)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+struct Options {
+    listen: SocketAddr,
+    name: String,
+    delay_ms: u64,
+    health: u16,
+    exit_with_parent: bool,
+}
+
+fn main() -> ExitCode {
+    let opts = match parse_args(std::env::args().skip(1)) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("ringway-test-backend: {e}\n{USAGE}");
+            return ExitCode::from(64);
+        }
+    };
+    let listener = match TcpListener::bind(opts.listen) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("ringway-test-backend: cannot bind {}: {e}", opts.listen);
+            return ExitCode::from(69);
+        }
+    };
+    let addr = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("ringway-test-backend: local address: {e}");
+            return ExitCode::from(69);
+        }
+    };
+    {
+        // If nobody reads standard output, keep serving anyway: the caller may know the port.
+        let mut out = io::stdout().lock();
+        let _ = writeln!(out, "listening on {addr}").and_then(|()| out.flush());
+    }
+    if opts.exit_with_parent {
+        // Reparented (the test process died without killing us): exit instead of holding the
+        // port for ever.
+        let parent = std::os::unix::process::parent_id();
+        let _ = std::thread::Builder::new().spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(500));
+            if std::os::unix::process::parent_id() != parent {
+                std::process::exit(0);
+            }
+        });
+    }
+    let state = Arc::new(State {
+        name: opts.name,
+        health: AtomicU64::new(u64::from(opts.health)),
+        delay_ms: AtomicU64::new(opts.delay_ms),
+        requests: AtomicU64::new(0),
+        healthz: AtomicU64::new(0),
+        inflight: AtomicU64::new(0),
+        max_inflight: AtomicU64::new(0),
+    });
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let state = state.clone();
+                // If no thread can be made the connection is dropped (closed), not the server.
+                let _ = std::thread::Builder::new()
+                    .stack_size(STACK)
+                    .spawn(move || serve(stream, &state));
+            }
+            // EMFILE and friends: back off briefly instead of spinning.
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
+    let (mut listen, mut name, mut delay_ms, mut health) = (None, None, 0, 200);
+    let mut exit_with_parent = false;
+    let mut args = args;
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--listen" => {
+                let v = value()?;
+                listen = Some(
+                    v.parse::<SocketAddr>()
+                        .map_err(|e| format!("--listen {v:?}: {e}"))?,
+                );
+            }
+            "--name" => {
+                let v = value()?;
+                if v.is_empty() || !v.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+                    return Err(format!(
+                        "--name {v:?}: must be non-empty visible ASCII without spaces"
+                    ));
+                }
+                name = Some(v);
+            }
+            "--delay-ms" => {
+                let v = value()?;
+                delay_ms = v
+                    .parse()
+                    .map_err(|_| format!("--delay-ms {v:?}: not a number"))?;
+            }
+            "--health-status" => {
+                let v = value()?;
+                health = parse_status(&v).ok_or_else(|| {
+                    format!("--health-status {v:?}: must be a status from 200 to 599")
+                })?;
+            }
+            "--exit-with-parent" => exit_with_parent = true,
+            "-h" | "--help" => return Err("help requested".into()),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(Options {
+        listen: listen.ok_or("--listen is required")?,
+        name: name.ok_or("--name is required")?,
+        delay_ms,
+        health,
+        exit_with_parent,
+    })
+}
+
+/// A final status this server is willing to send: 200..=599.
+fn parse_status(s: &str) -> Option<u16> {
+    if s.len() != 3 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok().filter(|n| (200..=599).contains(n))
+}
+
+/// A connection's socket with the bytes read past the current request.
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+/// Why a connection ends.
+enum Stop {
+    /// The client closed, timed out or the socket failed: just close.
+    Gone,
+    /// The request was malformed: answer 400 with this reason, then close.
+    Bad(&'static str),
+}
+
+impl From<io::Error> for Stop {
+    fn from(_: io::Error) -> Self {
+        Stop::Gone
+    }
+}
+
+impl Conn {
+    /// Reads more bytes into the buffer; EOF, timeout and errors end the connection.
+    fn fill(&mut self) -> Result<(), Stop> {
+        let mut chunk = [0u8; 16 * 1024];
+        match self.stream.read(&mut chunk) {
+            Ok(0) | Err(_) => Err(Stop::Gone),
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                Ok(())
+            }
+        }
+    }
+
+    /// Reads until the buffer holds a complete head; returns the head's length (through the
+    /// blank line). Empty lines before a request are skipped.
+    fn read_head(&mut self) -> Result<usize, Stop> {
+        loop {
+            while self.buf.starts_with(b"\r\n") {
+                self.buf.drain(..2);
+            }
+            if let Some(at) = find(&self.buf, b"\r\n\r\n") {
+                let len = at + 4;
+                return if len > MAX_HEAD {
+                    Err(Stop::Bad("request head too large"))
+                } else {
+                    Ok(len)
+                };
+            }
+            if self.buf.len() > MAX_HEAD {
+                return Err(Stop::Bad("request head too large"));
+            }
+            self.fill()?;
+        }
+    }
+
+    /// Discards `n` body bytes.
+    fn skip(&mut self, mut n: u64) -> Result<(), Stop> {
+        loop {
+            let have = usize::try_from(n).unwrap_or(usize::MAX).min(self.buf.len());
+            self.buf.drain(..have);
+            n -= have as u64;
+            if n == 0 {
+                return Ok(());
+            }
+            self.fill()?;
+        }
+    }
+
+    /// Takes one CRLF-terminated line (without the CRLF) off the buffer.
+    fn line(&mut self, what: &'static str) -> Result<Vec<u8>, Stop> {
+        loop {
+            if let Some(at) = find(&self.buf, b"\r\n") {
+                let line = self.buf[..at].to_vec();
+                self.buf.drain(..at + 2);
+                return Ok(line);
+            }
+            if self.buf.len() > MAX_CHUNK_LINE {
+                return Err(Stop::Bad(what));
+            }
+            self.fill()?;
+        }
+    }
+
+    /// Discards a chunked body, trailers included.
+    fn skip_chunked(&mut self) -> Result<(), Stop> {
+        loop {
+            let line = self.line("chunk-size line too long")?;
+            let size = line.split(|&b| b == b';').next().unwrap_or_default();
+            let size = trim(size);
+            if size.is_empty() || size.len() > 15 || !size.iter().all(u8::is_ascii_hexdigit) {
+                return Err(Stop::Bad("bad chunk size"));
+            }
+            let size = std::str::from_utf8(size)
+                .ok()
+                .and_then(|s| u64::from_str_radix(s, 16).ok())
+                .ok_or(Stop::Bad("bad chunk size"))?;
+            if size == 0 {
+                break;
+            }
+            self.skip(size)?;
+            if !self.line("chunk data overruns its size")?.is_empty() {
+                return Err(Stop::Bad("chunk data overruns its size"));
+            }
+        }
+        let mut trailers = 0;
+        loop {
+            let line = self.line("trailer line too long")?;
+            if line.is_empty() {
+                return Ok(());
+            }
+            trailers += line.len() + 2;
+            if trailers > MAX_HEAD {
+                return Err(Stop::Bad("trailers too large"));
+            }
+        }
+    }
+}
+
+/// How a request's body is framed.
+enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// The parts of a request head this server looks at.
+struct Request {
+    method: String,
+    path: String,
+    query: Vec<(String, String)>,
+    keep_alive: bool,
+    http10: bool,
+    framing: Framing,
+    cookies: Vec<String>,
+}
+
+fn serve(stream: TcpStream, state: &State) {
+    if stream.set_read_timeout(Some(IDLE)).is_err() || stream.set_write_timeout(Some(IDLE)).is_err()
+    {
+        return;
+    }
+    let _ = stream.set_nodelay(true);
+    let mut conn = Conn {
+        stream,
+        buf: Vec::with_capacity(4096),
+    };
+    loop {
+        match serve_one(&mut conn, state) {
+            Ok(true) => {}
+            Ok(false) | Err(Stop::Gone) => return,
+            Err(Stop::Bad(why)) => {
+                let body = format!("bad request: {why}\n");
+                let _ = respond(
+                    &mut conn.stream,
+                    state,
+                    400,
+                    body.as_bytes(),
+                    false,
+                    Some("close"),
+                );
+                linger_close(conn.stream);
+                return;
+            }
+        }
+    }
+}
+
+/// Half-closes, then reads (and drops) what the client still sends for up to a second before
+/// closing (at most a second), so unread input does not turn the close into a reset that could destroy the 400.
+fn linger_close(mut stream: TcpStream) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    if stream
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .is_err()
+    {
+        return;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    let mut sink = [0u8; 16 * 1024];
+    while std::time::Instant::now() < deadline {
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Serves one request; `Ok(true)` when the connection stays open.
+fn serve_one(conn: &mut Conn, state: &State) -> Result<bool, Stop> {
+    let head_len = conn.read_head()?;
+    let head: Vec<u8> = conn.buf.drain(..head_len).collect();
+    let req = parse_head(&head)?;
+    let counted = !(req.path == "/healthz"
+        || req.path == "/_stats"
+        || req.path == "/_control"
+        || req.path.starts_with("/_control/"));
+    let inflight = counted.then(|| InFlight::begin(state));
+    match req.framing {
+        Framing::None => {}
+        Framing::Length(n) => conn.skip(n)?,
+        Framing::Chunked => conn.skip_chunked()?,
+    }
+
+    let mut delay = 0u64;
+    if let Some((_, v)) = req.query.iter().find(|(k, _)| k == "delay_ms") {
+        delay = v
+            .parse()
+            .map_err(|_| Stop::Bad("delay_ms is not a number"))?;
+    }
+    if counted {
+        delay = delay.saturating_add(state.delay_ms.load(Ordering::SeqCst));
+    }
+    if delay > 0 {
+        std::thread::sleep(Duration::from_millis(delay));
+    }
+
+    let name_body = format!("{}\n", state.name);
+    let param = |key: &str| {
+        req.query
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let (status, body): (u16, Vec<u8>) = match req.path.as_str() {
+        "/healthz" => {
+            state.healthz.fetch_add(1, Ordering::SeqCst);
+            let status = u16::try_from(state.health.load(Ordering::SeqCst)).unwrap_or(500);
+            let body = if (200..300).contains(&status) {
+                "ok\n"
+            } else {
+                "fail\n"
+            };
+            (status, body.into())
+        }
+        "/_control/health" => {
+            let status = param("status")
+                .and_then(parse_status)
+                .ok_or(Stop::Bad("/_control/health needs status=200..599"))?;
+            state.health.store(u64::from(status), Ordering::SeqCst);
+            (200, b"ok\n".to_vec())
+        }
+        "/_control/delay" => {
+            let ms: u64 = param("ms")
+                .and_then(|v| v.parse().ok())
+                .ok_or(Stop::Bad("/_control/delay needs ms=N"))?;
+            state.delay_ms.store(ms, Ordering::SeqCst);
+            (200, b"ok\n".to_vec())
+        }
+        "/_control/reset" => {
+            state.requests.store(0, Ordering::SeqCst);
+            state.healthz.store(0, Ordering::SeqCst);
+            // Requests still in flight are the new high-water mark.
+            let now = state.inflight.load(Ordering::SeqCst);
+            state.max_inflight.store(now, Ordering::SeqCst);
+            (200, b"ok\n".to_vec())
+        }
+        "/_stats" => {
+            let body = format!(
+                "requests={}\nhealthz={}\ninflight={}\nmax_inflight={}\n",
+                state.requests.load(Ordering::SeqCst),
+                state.healthz.load(Ordering::SeqCst),
+                state.inflight.load(Ordering::SeqCst),
+                state.max_inflight.load(Ordering::SeqCst),
+            );
+            (200, body.into_bytes())
+        }
+        "/echo" => (200, head),
+        "/cookie" => (200, req.cookies.join("; ").into_bytes()),
+        p if p.starts_with("/_control/") => return Err(Stop::Bad("unknown control path")),
+        p => match p.strip_prefix("/status/") {
+            Some(code) => {
+                let status = parse_status(code).ok_or(Stop::Bad("/status/NNN needs 200..599"))?;
+                (status, name_body.into_bytes())
+            }
+            None => (200, name_body.into_bytes()),
+        },
+    };
+    let connection = match (req.keep_alive, req.http10) {
+        (false, _) => Some("close"),
+        (true, true) => Some("keep-alive"),
+        (true, false) => None,
+    };
+    let head_only = req.method == "HEAD";
+    // Out of flight before the answer leaves: a client that sees the response and sends its
+    // next request at once never finds the previous one still counted.
+    drop(inflight);
+    respond(
+        &mut conn.stream,
+        state,
+        status,
+        &body,
+        head_only,
+        connection,
+    )?;
+    Ok(req.keep_alive)
+}
+
+fn parse_head(head: &[u8]) -> Result<Request, Stop> {
+    let text = std::str::from_utf8(head).map_err(|_| Stop::Bad("request head is not UTF-8"))?;
+    let text = text.strip_suffix("\r\n\r\n").unwrap_or(text);
+    let mut lines = text.split("\r\n");
+    let request_line = lines.next().unwrap_or_default();
+    let mut parts = request_line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Stop::Bad("malformed request line"));
+    };
+    if method.is_empty() || !method.bytes().all(is_tchar) {
+        return Err(Stop::Bad("malformed method"));
+    }
+    let http10 = match version {
+        "HTTP/1.1" => false,
+        "HTTP/1.0" => true,
+        _ => return Err(Stop::Bad("unsupported HTTP version")),
+    };
+    if target.is_empty() || !target.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+        return Err(Stop::Bad("malformed request target"));
+    }
+    // Absolute form (`http://host/path`): keep the path.
+    let target = match target.split_once("://") {
+        Some((_, rest)) if !target.starts_with('/') => rest.find('/').map_or("/", |at| &rest[at..]),
+        _ => target,
+    };
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let query = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (k.to_owned(), v.to_owned())
+        })
+        .collect();
+
+    let (mut length, mut chunked, mut te_seen) = (None::<u64>, false, false);
+    let (mut close, mut keep_alive) = (false, false);
+    let mut cookies = Vec::new();
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            return Err(Stop::Bad("header line without a colon"));
+        };
+        if name.is_empty() || !name.bytes().all(is_tchar) {
+            return Err(Stop::Bad("malformed header name"));
+        }
+        if value.bytes().any(|b| b != b'\t' && (b < 0x20 || b == 0x7f)) {
+            return Err(Stop::Bad("control character in a header value"));
+        }
+        let value = value.trim_matches([' ', '\t']);
+        if name.eq_ignore_ascii_case("content-length") {
+            if value.is_empty() || value.len() > 18 || !value.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(Stop::Bad("bad Content-Length"));
+            }
+            let n: u64 = value.parse().map_err(|_| Stop::Bad("bad Content-Length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(Stop::Bad("conflicting Content-Length fields"));
+            }
+            length = Some(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            te_seen = true;
+            let last = value.rsplit(',').next().unwrap_or_default().trim();
+            chunked = last.eq_ignore_ascii_case("chunked");
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in value.split(',').map(str::trim) {
+                close |= token.eq_ignore_ascii_case("close");
+                keep_alive |= token.eq_ignore_ascii_case("keep-alive");
+            }
+        } else if name.eq_ignore_ascii_case("cookie") {
+            cookies.push(value.to_owned());
+        }
+    }
+    let framing = match (te_seen, length) {
+        (true, Some(_)) => return Err(Stop::Bad("both Content-Length and Transfer-Encoding")),
+        (true, None) if http10 => return Err(Stop::Bad("Transfer-Encoding in HTTP/1.0")),
+        (true, None) if !chunked => return Err(Stop::Bad("unsupported Transfer-Encoding")),
+        (true, None) => Framing::Chunked,
+        (false, Some(0)) | (false, None) => Framing::None,
+        (false, Some(n)) => Framing::Length(n),
+    };
+    Ok(Request {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        query,
+        keep_alive: !close && (!http10 || keep_alive),
+        http10,
+        framing,
+        cookies,
+    })
+}
+
+/// Writes a response with `X-Backend` and `Content-Length` (none for 204 and 304, which have no
+/// body), and a `Connection` field when given (`close` before closing, `keep-alive` for an
+/// HTTP/1.0 client whose connection stays open).
+fn respond(
+    stream: &mut TcpStream,
+    state: &State,
+    status: u16,
+    body: &[u8],
+    head_only: bool,
+    connection: Option<&str>,
+) -> io::Result<()> {
+    let bodyless = status == 204 || status == 304;
+    let mut out = format!(
+        "HTTP/1.1 {status} {}\r\nX-Backend: {}\r\nContent-Type: text/plain\r\n",
+        reason(status),
+        state.name
+    );
+    if !bodyless {
+        out.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    if let Some(c) = connection {
+        out.push_str(&format!("Connection: {c}\r\n"));
+    }
+    out.push_str("\r\n");
+    let mut out = out.into_bytes();
+    if !bodyless && !head_only {
+        out.extend_from_slice(body);
+    }
+    stream.write_all(&out)?;
+    stream.flush()
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Status",
+    }
+}
+
+/// RFC 9110 `tchar`: what a method or field name may consist of.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn trim(s: &[u8]) -> &[u8] {
+    let start = s.iter().position(|b| !matches!(b, b' ' | b'\t'));
+    let end = s.iter().rposition(|b| !matches!(b, b' ' | b'\t'));
+    match (start, end) {
+        (Some(a), Some(b)) => &s[a..=b],
+        _ => &[],
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
