@@ -1,13 +1,17 @@
-//! The admin endpoint: `GET /healthz`, `GET /metrics` (Prometheus text) and `POST /reload`
-//! (re-read TLS certificates), served from one ordinary thread, off the data path. A
+//! The admin endpoint: `GET /healthz`, `GET /metrics` (Prometheus text), `GET /upstreams`
+//! (JSON), `POST /reload` (re-read TLS certificates) and `POST /upstreams/<cluster>/<addr>/drain`
+//! or `/enable`, served from one ordinary thread, off the data path. A
 //! state-changing call must present the token when one is configured (401 otherwise); other
 //! methods are refused with 405.
 
 use crate::tls::Reloadable;
+use crate::upstreams_view::Upstreams;
 use proxy_core::config::Admin;
+use proxy_core::config::Config;
 use proxy_core::http1::parse_request;
 use proxy_io::metrics::{render_prometheus, WorkerStats};
 use proxy_io::shutdown::Shutdown;
+use proxy_io::upstreams::{SharedUpstreams, UpstreamCounters};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
@@ -21,11 +25,33 @@ pub fn bind(admin: &Admin) -> Result<(TcpListener, SocketAddr), String> {
     Ok((l, addr))
 }
 
+/// What the admin endpoint reads and changes.
+pub struct State {
+    /// Each worker's counters.
+    pub workers: Vec<Arc<WorkerStats>>,
+    /// The configuration snapshot.
+    pub config: Arc<Config>,
+    /// Health, drain and addresses of the endpoints.
+    pub upstreams: Arc<SharedUpstreams>,
+    /// Each worker's upstream counters.
+    pub upstream_counters: Vec<Arc<UpstreamCounters>>,
+}
+
+impl State {
+    fn upstreams(&self) -> Upstreams<'_> {
+        Upstreams {
+            config: &self.config,
+            shared: &self.upstreams,
+            counters: &self.upstream_counters,
+        }
+    }
+}
+
 /// Serves admin requests on a background thread until the process exits.
 pub fn serve(
     listener: TcpListener,
     token: Option<String>,
-    workers: Vec<Arc<WorkerStats>>,
+    state: State,
     shutdown: Shutdown,
     tls: Reloadable,
 ) {
@@ -34,7 +60,7 @@ pub fn serve(
         .spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
-                if let Err(e) = handle(conn, token.as_deref(), &workers, &shutdown, &tls) {
+                if let Err(e) = handle(conn, token.as_deref(), &state, &shutdown, &tls) {
                     tracing::debug!(error = %e, "admin request failed");
                 }
             }
@@ -47,7 +73,7 @@ pub fn serve(
 fn handle(
     mut conn: TcpStream,
     token: Option<&str>,
-    workers: &[Arc<WorkerStats>],
+    state: &State,
     shutdown: &Shutdown,
     tls: &Reloadable,
 ) -> std::io::Result<()> {
@@ -99,6 +125,13 @@ fn handle(
                 ),
             };
         }
+        if method == b"POST" && path.starts_with(b"/upstreams/") {
+            let path = String::from_utf8_lossy(path);
+            return match state.upstreams().set_drained(&path) {
+                Ok(msg) => respond(&mut conn, "200 OK", "text/plain", &msg),
+                Err((_, msg)) => respond(&mut conn, "404 Not Found", "text/plain", &msg),
+            };
+        }
         return respond(
             &mut conn,
             "405 Method Not Allowed",
@@ -114,22 +147,27 @@ fn handle(
             "draining\n",
         ),
         b"/healthz" => respond(&mut conn, "200 OK", "text/plain", "ok\n"),
-        b"/metrics" => respond(
-            &mut conn,
-            "200 OK",
-            "text/plain; version=0.0.4",
-            &render_prometheus(
-                workers,
+        b"/metrics" => {
+            let mut text = render_prometheus(
+                &state.workers,
                 &tls.iter()
                     .flat_map(|l| l.certificates())
                     .collect::<Vec<_>>(),
-            ),
+            );
+            text.push_str(&state.upstreams().prometheus());
+            respond(&mut conn, "200 OK", "text/plain; version=0.0.4", &text)
+        }
+        b"/upstreams" => respond(
+            &mut conn,
+            "200 OK",
+            "application/json",
+            &state.upstreams().json(),
         ),
         _ => respond(
             &mut conn,
             "404 Not Found",
             "text/plain",
-            "not found: try /healthz or /metrics\n",
+            "not found: try /healthz, /metrics or /upstreams\n",
         ),
     }
 }

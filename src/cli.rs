@@ -184,6 +184,42 @@ pub struct Cli {
     /// HTTP/2 settings (`[http2]` in the file).
     #[command(flatten)]
     pub h2: H2Flags,
+
+    /// Balancing of the `--upstream` cluster.
+    #[command(flatten)]
+    pub lb: LbFlags,
+}
+
+/// Balancing flags for the cluster `--upstream` builds (`[[clusters]]` keys of the same name).
+#[derive(Debug, clap::Args)]
+pub struct LbFlags {
+    /// Balancing algorithm of the --upstream cluster.
+    #[arg(global = true, long, value_name = "ALGORITHM", value_parser = ["round_robin", "random", "least_conn", "p2c", "maglev"])]
+    pub lb: Option<String>,
+
+    /// What `--lb maglev` hashes: client_ip, path, header:NAME or cookie:NAME.
+    #[arg(global = true, long, value_name = "KEY")]
+    pub hash_key: Option<String>,
+
+    /// Stick clients to an endpoint with a cookie of this name.
+    #[arg(global = true, long, value_name = "NAME")]
+    pub sticky_cookie: Option<String>,
+
+    /// Check each --upstream endpoint with `GET PATH` (2xx passes).
+    #[arg(global = true, long, value_name = "PATH")]
+    pub health_path: Option<String>,
+
+    /// Time between health checks (e.g. 2s).
+    #[arg(global = true, long, value_name = "DURATION", value_parser = duration)]
+    pub health_interval: Option<Duration>,
+
+    /// Retries of a failed request on another endpoint (default 2).
+    #[arg(global = true, long, value_name = "N")]
+    pub retries: Option<u32>,
+
+    /// Upstream exchanges at once per endpoint per worker (circuit breaker).
+    #[arg(global = true, long, value_name = "N")]
+    pub max_upstream_conns: Option<usize>,
 }
 
 /// HTTP/2 flags: each overrides the `[http2]` key of the same name.

@@ -6,14 +6,18 @@ mod cli;
 mod demo;
 mod settings;
 mod tls;
+mod upstreams_view;
 
 use clap::Parser;
 use cli::{Cli, Command};
 use proxy_core::config::Config;
 use proxy_io::access_log::AccessLogSink;
+use proxy_io::health::spawn_health_checker;
 use proxy_io::listener::bind_reuseport;
 use proxy_io::metrics::WorkerStats;
+use proxy_io::resolver::spawn_resolver;
 use proxy_io::shutdown::Shutdown;
+use proxy_io::upstreams::{SharedUpstreams, UpstreamCounters};
 use proxy_io::{spawn_workers, WorkerSpec};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -156,6 +160,10 @@ fn run(
     let stats: Vec<Arc<WorkerStats>> = (0..workers)
         .map(|_| Arc::new(WorkerStats::default()))
         .collect();
+    let upstream_counters: Vec<Arc<UpstreamCounters>> = (0..workers)
+        .map(|_| UpstreamCounters::new(&config))
+        .collect();
+    let shared = Arc::new(SharedUpstreams::new(&config));
     let config = Arc::new(config);
     let mut specs = Vec::with_capacity(workers);
     for (index, listeners) in per_worker.into_iter().enumerate() {
@@ -176,15 +184,42 @@ fn run(
             tls: tls.per_listener.clone(),
             upstream_tls: tls.per_cluster.clone(),
             release_memory: Some(release_memory),
+            upstreams: shared.clone(),
+            upstream_counters: upstream_counters[index].clone(),
         });
     }
     let handles = spawn_workers(specs).map_err(|e| e.to_string())?;
+    let helpers = [
+        spawn_health_checker(
+            config.clone(),
+            shared.clone(),
+            tls.per_cluster.clone(),
+            shutdown.clone(),
+        ),
+        spawn_resolver(config.clone(), shared.clone(), shutdown.clone()),
+    ];
+    let mut background = Vec::new();
+    for h in helpers {
+        match h {
+            Ok(Some(handle)) => background.push(handle),
+            Ok(None) => {}
+            Err(e) => {
+                shutdown.trigger();
+                return Err(format!("cannot start a background thread: {e}"));
+            }
+        }
+    }
     if let Some(((listener, addr), token)) = admin {
         tracing::info!(%addr, "admin endpoint listening");
         admin::serve(
             listener,
             token,
-            stats.clone(),
+            admin::State {
+                workers: stats.clone(),
+                config: config.clone(),
+                upstreams: shared.clone(),
+                upstream_counters: upstream_counters.clone(),
+            },
             shutdown.clone(),
             tls.listeners.clone(),
         );
@@ -202,6 +237,9 @@ fn run(
     }
     for h in handles {
         h.join();
+    }
+    for b in background {
+        let _ = b.join();
     }
     tracing::info!("stopped");
     Ok(())

@@ -4,10 +4,11 @@
 
 use crate::cli::{Cli, H2Flags};
 use proxy_core::config::{
-    Config, FileCertificate, FileCluster, FileConfig, FileEndpoint, FileHttp2, FileListener,
-    FileListenerTls, FileRoute, FileUpstreamTls, Quantity,
+    Config, FileCertificate, FileCluster, FileConfig, FileEndpoint, FileHealth, FileHttp2,
+    FileListener, FileListenerTls, FileRetry, FileRoute, FileUpstreamTls, Quantity,
 };
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 /// The listen address used when there is neither a file nor `--listen`.
@@ -128,8 +129,7 @@ fn apply_flags(cli: &Cli, file: &mut FileConfig) -> Result<(), String> {
             .iter()
             .map(|a| FileEndpoint {
                 addr: a.clone(),
-                weight: None,
-                host_name: None,
+                ..FileEndpoint::default()
             })
             .collect();
         file.clusters.push(FileCluster {
@@ -137,6 +137,20 @@ fn apply_flags(cli: &Cli, file: &mut FileConfig) -> Result<(), String> {
             endpoints,
             tls: upstream_tls(cli),
             protocol: cli.upstream_protocol.clone(),
+            lb: cli.lb.lb.clone(),
+            hash_key: cli.lb.hash_key.clone(),
+            sticky_cookie: cli.lb.sticky_cookie.clone(),
+            health: cli.lb.health_path.as_ref().map(|p| FileHealth {
+                path: Some(p.clone()),
+                interval: cli.lb.health_interval.map(secs),
+                ..FileHealth::default()
+            }),
+            retry: cli.lb.retries.map(|n| FileRetry {
+                retries: Some(n),
+                ..FileRetry::default()
+            }),
+            max_connections: cli.lb.max_upstream_conns,
+            ..FileCluster::default()
         });
         // A catch-all route: the least specific of all, so file routes still win.
         file.routes.push(FileRoute {
@@ -244,31 +258,30 @@ fn upstream_tls(cli: &Cli) -> Option<FileUpstreamTls> {
     })
 }
 
-/// Replaces `name:port` endpoint addresses by the first address the name resolves to.
+/// Resolves `name:port` endpoint addresses (through `server.hosts_file` first, when set): the
+/// endpoint keeps its name (for `Host`, TLS and later re-resolution) and every address found.
 fn resolve_hostnames(file: &mut FileConfig) -> Result<(), String> {
+    let hosts = file.server.hosts_file.clone().filter(|p| !p.is_empty());
     for (i, c) in file.clusters.iter_mut().enumerate() {
         for (j, e) in c.endpoints.iter_mut().enumerate() {
-            if e.addr.parse::<SocketAddr>().is_ok() || !e.addr.contains(':') {
+            if e.addr.parse::<SocketAddr>().is_ok() {
                 continue;
             }
-            let resolved = e
-                .addr
-                .to_socket_addrs()
-                .map_err(|err| {
-                    format!(
-                        "clusters[{i}].endpoints[{j}].addr: cannot resolve `{}`: {err}",
-                        e.addr
-                    )
-                })?
-                .next()
-                .ok_or_else(|| {
-                    format!(
-                        "clusters[{i}].endpoints[{j}].addr: `{}` resolves to nothing",
-                        e.addr
-                    )
-                })?;
-            e.host_name = e.addr.rsplit_once(':').map(|(h, _)| h.to_owned());
-            e.addr = resolved.to_string();
+            let key = format!("clusters[{i}].endpoints[{j}].addr");
+            let Some((host, port)) = e.addr.rsplit_once(':') else {
+                continue;
+            };
+            let Ok(port) = port.parse::<u16>() else {
+                return Err(format!("{key}: `{}` has no valid port", e.addr));
+            };
+            if host.is_empty() || host.starts_with('[') {
+                continue;
+            }
+            let found = proxy_io::resolver::resolve(host, port, hosts.as_deref().map(Path::new))
+                .map_err(|err| format!("{key}: cannot resolve `{}`: {err}", e.addr))?;
+            e.host_name = Some(host.to_owned());
+            e.addr = found[0].to_string();
+            e.resolved = found;
         }
     }
     Ok(())

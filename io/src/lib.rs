@@ -9,13 +9,17 @@
 //! application concerns: no CLI, no config files.
 
 pub mod access_log;
+pub mod health;
 pub mod listener;
 pub mod metrics;
+pub mod resolver;
 pub mod runtime;
 pub mod shutdown;
 pub mod tls;
+pub mod upstreams;
 pub mod worker;
 
+mod balance;
 mod idle;
 mod pool;
 mod proxy;

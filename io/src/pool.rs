@@ -156,6 +156,13 @@ impl UpstreamPool {
         }
     }
 
+    /// Closes the idle connections to endpoint `id` (its address changed).
+    pub(crate) fn clear_endpoint(&self, id: usize) {
+        if let Some(list) = self.idle.borrow_mut().get_mut(id) {
+            list.clear();
+        }
+    }
+
     /// Closes every idle connection (shutdown).
     pub(crate) fn clear(&self) {
         for list in self.idle.borrow_mut().iter_mut() {

@@ -16,8 +16,7 @@ use crate::shutdown::{DrainEvent, Shutdown};
 use crate::tls::{ServerTls, UpstreamTlsConfig, WorkerTls};
 use monoio::io::Canceller;
 use monoio::net::{TcpListener, TcpStream};
-use proxy_core::balance::RoundRobin;
-use proxy_core::config::{Config, Endpoint};
+use proxy_core::config::Config;
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::SocketAddr;
@@ -58,6 +57,10 @@ pub struct WorkerSpec {
     /// allocator can hand the pages back to the kernel (for mimalloc, `mi_collect`). `None`
     /// leaves that to the allocator's own schedule.
     pub release_memory: Option<fn()>,
+    /// Health, drain and addresses of the endpoints, shared by every worker.
+    pub upstreams: Arc<crate::upstreams::SharedUpstreams>,
+    /// This worker's per-endpoint and per-cluster counters.
+    pub upstream_counters: Arc<crate::upstreams::UpstreamCounters>,
 }
 
 /// A running worker.
@@ -160,7 +163,8 @@ pub(crate) struct WorkerCtx {
     /// Large buffers for bodies that do not fit in one small buffer.
     pub(crate) bulk: BufferPool,
     pub(crate) upstreams: UpstreamPool,
-    pub(crate) balancers: RefCell<Vec<RoundRobin>>,
+    /// Balancer state, retry budgets and the view of the shared upstream table.
+    pub(crate) lb: crate::balance::LbState,
     pub(crate) drain: DrainEvent,
     /// Deadlines of parked (idle) client connections.
     pub(crate) idle: IdleClock,
@@ -174,8 +178,8 @@ pub(crate) struct WorkerCtx {
     authorities: Vec<Vec<u8>>,
     active: Cell<usize>,
     next_conn: Cell<u64>,
-    /// Upstream exchange slots of HTTP/2 streams, per endpoint id.
-    pub(crate) h2_slots: Vec<Rc<proxy::H2Slots>>,
+    /// Upstream exchange slots (circuit breaker, HTTP/2 stream cap), per endpoint id.
+    pub(crate) slots: Vec<Rc<proxy::Slots>>,
     /// The HTTP/2 connection to each endpoint of an HTTP/2 cluster, per endpoint id.
     pub(crate) h2_upstreams: Vec<proxy::H2Upstream>,
 }
@@ -190,11 +194,11 @@ impl WorkerCtx {
             buffers: BufferPool::new(cfg.limits.max_header_bytes.max(MIN_BUFFER), 1024),
             bulk: BufferPool::new(BULK_BUFFER.max(cfg.limits.max_header_bytes), 64),
             upstreams: UpstreamPool::new(cfg.endpoint_count(), cfg.pool),
-            balancers: RefCell::new(
-                cfg.clusters
-                    .iter()
-                    .map(|c| RoundRobin::new(c.endpoints.iter().map(|e| e.weight)))
-                    .collect(),
+            lb: crate::balance::LbState::new(
+                cfg,
+                spec.upstreams.clone(),
+                spec.upstream_counters.clone(),
+                spec.index,
             ),
             drain: DrainEvent::default(),
             idle: IdleClock::default(),
@@ -228,22 +232,23 @@ impl WorkerCtx {
             authorities: cfg
                 .clusters
                 .iter()
-                .flat_map(|c| c.endpoints.iter().map(|e| e.addr.to_string().into_bytes()))
+                .flat_map(|c| {
+                    c.endpoints.iter().map(|e| {
+                        match e.dns.and_then(|d| c.dns_names.get(d)) {
+                            Some(name) => format!("{}:{}", name.host, name.port),
+                            None => e.addr.to_string(),
+                        }
+                        .into_bytes()
+                    })
+                })
                 .collect(),
             active: Cell::new(0),
             next_conn: Cell::new(0),
-            h2_slots: (0..cfg.endpoint_count()).map(|_| Rc::default()).collect(),
+            slots: (0..cfg.endpoint_count()).map(|_| Rc::default()).collect(),
             h2_upstreams: (0..cfg.endpoint_count())
                 .map(|_| proxy::H2Upstream::default())
                 .collect(),
         }
-    }
-
-    /// The next endpoint of `cluster` by its balancer: its index in the cluster, and itself;
-    /// `None` when the cluster has no endpoint.
-    pub(crate) fn pick_endpoint(&self, cluster: usize) -> Option<(usize, &Endpoint)> {
-        let i = self.balancers.borrow_mut().get_mut(cluster)?.pick()?;
-        Some((i, self.config.clusters.get(cluster)?.endpoints.get(i)?))
     }
 
     /// Moves the bytes of `buf` into a bulk buffer when `body` still has more to come than a
@@ -354,6 +359,7 @@ async fn maintain(ctx: Rc<WorkerCtx>) {
             _ = ctx.drain.wait() => {}
         }
         ctx.upstreams.sweep(Instant::now());
+        ctx.publish_lb_stats();
         let freed = ctx.buffers.trim() + ctx.bulk.trim();
         // Connections that closed freed what they held themselves (an HTTP/2 connection's
         // codec buffers are about 20 KiB): hand those pages back too.

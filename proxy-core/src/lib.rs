@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod h2;
 pub mod http1;
+pub mod lb;
 pub mod rewrite;
 pub mod route;
 

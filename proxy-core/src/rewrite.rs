@@ -220,6 +220,25 @@ pub fn write_response_head(buf: &[u8], head: &ResponseHead, plan: ResponsePlan, 
     out.extend_from_slice(b"\r\n");
 }
 
+/// In a request head written by [`write_request_head`] (its `Host` field comes right after the
+/// request line), replaces a `Host` value equal to `from` by `to`: a retry on another endpoint
+/// names that endpoint when the client's `Host` is not preserved. Returns whether it changed.
+pub fn replace_host(out: &mut Vec<u8>, from: &[u8], to: &[u8]) -> bool {
+    const FIELD: &[u8] = b"\r\nHost: ";
+    let Some(line_end) = out.windows(2).position(|w| w == b"\r\n") else {
+        return false;
+    };
+    let start = line_end + FIELD.len();
+    if out.get(line_end..start) != Some(FIELD) || out.get(start..start + from.len()) != Some(from) {
+        return false;
+    }
+    if out.get(start + from.len()..start + from.len() + 2) != Some(b"\r\n") {
+        return false;
+    }
+    out.splice(start..start + from.len(), to.iter().copied());
+    true
+}
+
 /// Adds `name: value` at the end of a head written by [`write_response_head`] (before the blank
 /// line that ends it).
 pub fn append_response_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {

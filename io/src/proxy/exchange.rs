@@ -3,12 +3,14 @@
 
 use super::body::{pump, BodyTracker, ClientSide, MinRate, PumpError, PumpTimeouts, Relay};
 use super::h2::H1Request;
+use super::retry::Attempts;
 use super::upstream::{ForwardFail, Forwarded};
 use super::{Client, ClientTls, HeadFail, Next};
 use crate::access_log::AccessRecord;
 use crate::worker::WorkerCtx;
-use proxy_core::config::{Config, UpstreamProtocol};
+use proxy_core::config::{Config, Endpoint, UpstreamProtocol};
 use proxy_core::http1::{BodyFraming, Method, RequestHead, ResponseHead, Version};
+use proxy_core::lb::keys::{request_keys, sticky_set_cookie, RequestKeys};
 use proxy_core::rewrite::{
     append_response_field, write_request_head, write_response_head, ForwardContext, ResponsePlan,
 };
@@ -42,7 +44,9 @@ impl Request {
 /// A request ready to forward: what `prepare` made of its head.
 struct Prepared {
     req: Request,
-    cluster_endpoint: (usize, usize),
+    cluster: usize,
+    ep: Endpoint,
+    keys: RequestKeys,
     expect_continue: bool,
     /// The rewritten head plus the body bytes that came with it.
     out: Vec<u8>,
@@ -160,7 +164,9 @@ impl Client {
         };
         let Prepared {
             req,
-            cluster_endpoint: (cluster, endpoint),
+            cluster,
+            ep,
+            keys,
             expect_continue,
             mut out,
             mut body,
@@ -172,7 +178,6 @@ impl Client {
                     .await
             }
         };
-        let ep = &cfg.clusters[cluster].endpoints[endpoint];
         if expect_continue {
             let (res, _) = self
                 .io
@@ -192,17 +197,18 @@ impl Client {
                 chunked: req.framing == BodyFraming::Chunked,
             };
             return self
-                .exchange_via_h2(ctx, cfg, ep, out, cbuf, body, facts, started)
+                .exchange_via_h2(ctx, cfg, (cluster, ep), out, cbuf, body, facts, started)
                 .await;
         }
         // Safe to send twice: idempotent, and the whole body (if any) is already in `out`.
         let retryable = req.method.is_idempotent() && body.is_done();
 
+        let mut attempts = Attempts::new(ctx, cluster, ep, keys.hash);
         let forwarded = self
             .forward(
                 ctx,
                 cfg,
-                ep,
+                &mut attempts,
                 &mut out,
                 &mut cbuf,
                 &mut body,
@@ -210,8 +216,15 @@ impl Client {
                 req.version,
             )
             .await;
-        let (mut up, mut ubuf, rhead) = match forwarded {
-            Ok(Forwarded { up, ubuf, head }) => (up, ubuf, head),
+        let ep = attempts.ep;
+        drop(attempts);
+        let (mut up, mut ubuf, rhead, slot) = match forwarded {
+            Ok(Forwarded {
+                up,
+                ubuf,
+                head,
+                slot,
+            }) => (up, ubuf, head, slot),
             Err(fail) => {
                 ctx.buffers.give(out);
                 self.buf = Some(cbuf);
@@ -236,6 +249,12 @@ impl Client {
             respond_head(rhead, &req, &ubuf, ctx.drain.is_fired(), &mut out);
         if let (Some(v), true) = (hsts, valid_upgrade) {
             append_response_field(&mut out, b"Strict-Transport-Security", v.as_bytes());
+        }
+        if let Some(name) = &cfg.clusters[cluster].balance.sticky_cookie {
+            let token = ctx.sticky_token(cluster, ep.id);
+            if let (Some(t), true) = (token, valid_upgrade && token != keys.sticky) {
+                append_response_field(&mut out, b"Set-Cookie", &sticky_set_cookie(name, t));
+            }
         }
         if !valid_upgrade {
             ctx.buffers.give(ubuf);
@@ -329,6 +348,7 @@ impl Client {
         {
             ctx.upstreams.put(ep.id, up, Instant::now());
         }
+        drop(slot);
         ctx.recycle(ubuf);
         ctx.buffers.give(out);
         ctx.stats.count_response(facts.status);
@@ -382,7 +402,12 @@ impl Client {
                 return Decision::Answer(req, Status::PayloadTooLarge);
             }
         }
-        let Some((endpoint, ep)) = ctx.pick_endpoint(cluster) else {
+        let c = &cfg.clusters[cluster];
+        let keys = request_keys(&c.balance, head, cbuf, self.ip.as_bytes());
+        let Some(ep) = ctx.pick(cluster, keys.hash, keys.sticky, &[]) else {
+            if let Some(c) = ctx.lb.counters.clusters.get(cluster) {
+                c.no_endpoint.inc();
+            }
             return Decision::Answer(req, Status::ServiceUnavailable);
         };
         let mut out = ctx.buffers.take();
@@ -416,7 +441,9 @@ impl Client {
         cbuf.drain(..consumed);
         Decision::Forward(Prepared {
             req,
-            cluster_endpoint: (cluster, endpoint),
+            cluster,
+            ep,
+            keys,
             expect_continue,
             out,
             body,

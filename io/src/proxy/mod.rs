@@ -10,10 +10,13 @@ mod body;
 
 pub(crate) use body::{write_hex, BodyTracker};
 pub(crate) use guard::spawn_connection_task;
-pub(crate) use h2::{H2Upstream, Slots as H2Slots};
+pub(crate) use h2::H2Upstream;
+pub(crate) use slots::Slots;
 mod exchange;
 mod guard;
 mod h2;
+mod retry;
+mod slots;
 mod tunnel;
 mod upstream;
 

@@ -1,5 +1,7 @@
-//! A cap on the upstream exchanges HTTP/2 streams run at once, per endpoint per worker, with a
-//! first-come, first-served queue.
+//! A cap on the upstream exchanges run at once per endpoint per worker, with a bounded
+//! first-come, first-served queue: the circuit breaker of a cluster with `max_connections`
+//! (beyond `max_pending` waiting requests, a 503 at once), and the cap HTTP/2 streams always
+//! have.
 //!
 //! HTTP/1 clients bring at most one upstream exchange per connection. An HTTP/2 client brings
 //! up to `max_concurrent_streams` each: 16 connections of 100 streams would open 1,600 upstream
@@ -48,13 +50,21 @@ impl Slots {
         }
     }
 
-    /// Takes a slot, waiting up to `timeout` behind earlier waiters; `None` on timeout.
-    /// Dropping the future while it waits (the stream was reset) leaves the queue intact and
-    /// passes on a slot it was handed meanwhile.
-    pub(crate) async fn acquire(self: &Rc<Self>, cap: usize, timeout: Duration) -> Option<Slot> {
+    /// Takes a slot, waiting up to `timeout` behind earlier waiters, of which there may be at
+    /// most `max_waiting`. Dropping the future while it waits (the stream was reset) leaves the
+    /// queue intact and passes on a slot it was handed meanwhile.
+    pub(crate) async fn acquire(
+        self: &Rc<Self>,
+        cap: usize,
+        max_waiting: usize,
+        timeout: Duration,
+    ) -> Result<Slot, NoSlot> {
         if self.in_use.get() < cap && self.waiters.borrow().is_empty() {
             self.in_use.set(self.in_use.get() + 1);
-            return Some(Slot(self.clone()));
+            return Ok(Slot(self.clone()));
+        }
+        if self.waiters.borrow().len() >= max_waiting {
+            return Err(NoSlot::QueueFull);
         }
         let ticket = self.next_ticket.get();
         self.next_ticket.set(ticket + 1);
@@ -64,8 +74,19 @@ impl Slots {
             queued: false,
             granted: false,
         };
-        monoio::time::timeout(timeout, waiter).await.ok()
+        monoio::time::timeout(timeout, waiter)
+            .await
+            .map_err(|_| NoSlot::TimedOut)
     }
+}
+
+/// Why no slot was had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NoSlot {
+    /// `max_waiting` requests were already waiting.
+    QueueFull,
+    /// None came free in time.
+    TimedOut,
 }
 
 /// A place in the queue; see [`Slots::acquire`].
@@ -140,18 +161,32 @@ mod tests {
         rt().block_on(async {
             let slots = Rc::new(Slots::default());
             let a = slots
-                .acquire(1, Duration::from_secs(1))
+                .acquire(1, usize::MAX, Duration::from_secs(1))
                 .await
                 .expect("free");
             // The cap is reached: a second taker times out and leaves no trace.
-            assert!(slots.acquire(1, Duration::from_millis(20)).await.is_none());
+            assert_eq!(
+                slots
+                    .acquire(1, usize::MAX, Duration::from_millis(20))
+                    .await
+                    .err(),
+                Some(NoSlot::TimedOut)
+            );
+            // With no room to wait, the answer comes at once.
+            assert_eq!(
+                slots.acquire(1, 0, Duration::from_secs(5)).await.err(),
+                Some(NoSlot::QueueFull)
+            );
             assert!(slots.waiters.borrow().is_empty());
             let order = Rc::new(RefCell::new(Vec::new()));
             let mut tasks = Vec::new();
             for i in 0..3 {
                 let (s, o) = (slots.clone(), order.clone());
                 tasks.push(monoio::spawn(async move {
-                    let slot = s.acquire(1, Duration::from_secs(5)).await.expect("handed");
+                    let slot = s
+                        .acquire(1, usize::MAX, Duration::from_secs(5))
+                        .await
+                        .expect("handed");
                     o.borrow_mut().push(i);
                     monoio::time::sleep(Duration::from_millis(5)).await;
                     drop(slot);
@@ -181,23 +216,26 @@ mod tests {
         rt().block_on(async {
             let slots = Rc::new(Slots::default());
             let held = slots
-                .acquire(1, Duration::from_secs(1))
+                .acquire(1, usize::MAX, Duration::from_secs(1))
                 .await
                 .expect("free");
             // A waiter that goes away while queued (its stream was reset).
-            let mut gone = Box::pin(slots.acquire(1, Duration::from_secs(5)));
+            let mut gone = Box::pin(slots.acquire(1, usize::MAX, Duration::from_secs(5)));
             poll_once(gone.as_mut()).await;
             assert_eq!(slots.waiters.borrow().len(), 1);
             drop(gone);
             assert!(slots.waiters.borrow().is_empty());
             // A waiter handed the slot, then dropped before it ran: the slot comes back.
-            let mut late = Box::pin(slots.acquire(1, Duration::from_secs(5)));
+            let mut late = Box::pin(slots.acquire(1, usize::MAX, Duration::from_secs(5)));
             poll_once(late.as_mut()).await;
             drop(held);
             assert_eq!(slots.handed.borrow().len(), 1);
             drop(late);
             assert_eq!(slots.in_use.get(), 0, "the slot leaked");
-            assert!(slots.acquire(1, Duration::from_millis(50)).await.is_some());
+            assert!(slots
+                .acquire(1, usize::MAX, Duration::from_millis(50))
+                .await
+                .is_ok());
         });
     }
 }

@@ -3,12 +3,15 @@
 //! reused one turns out to be dead and the request is safe to repeat.
 
 use super::body::{pump, BodyTracker, ClientSide, MinRate, PumpError, PumpTimeouts, Relay};
+use super::retry::{Attempts, Failure};
+use super::slots::Slot;
 use super::Client;
 use crate::pool::connect;
 use crate::stream::Timed;
 use crate::worker::WorkerCtx;
 use proxy_core::config::{Config, Endpoint};
 use proxy_core::http1::{find_head_end, parse_response, ResponseHead, Version};
+use proxy_core::rewrite::replace_host;
 use proxy_core::Status;
 use std::io;
 use std::time::Instant;
@@ -19,6 +22,8 @@ pub(super) struct Forwarded {
     /// Holds the response head and whatever body bytes arrived with it.
     pub(super) ubuf: Vec<u8>,
     pub(super) head: ResponseHead,
+    /// The circuit-breaker slot the exchange holds until its response is relayed.
+    pub(super) slot: Option<Slot>,
 }
 
 /// Why forwarding failed before any response byte reached the client.
@@ -87,15 +92,58 @@ pub(super) async fn acquire(
     }
 }
 
+/// Takes a slot of the circuit breaker of `ep`'s cluster, when it has one; the 503 to answer
+/// when the endpoint is at its limit and its queue is full (or the wait timed out).
+pub(super) async fn circuit_slot(
+    ctx: &WorkerCtx,
+    cfg: &Config,
+    cluster: usize,
+    ep: &Endpoint,
+) -> Result<Option<Slot>, Status> {
+    let circuit = cfg.clusters[cluster].circuit;
+    let Some(cap) = circuit.max_connections else {
+        return Ok(None);
+    };
+    let slots = ctx.slots[ep.id].clone();
+    match slots
+        .acquire(cap, circuit.max_pending, cfg.timeouts.upstream_connect)
+        .await
+    {
+        Ok(slot) => Ok(Some(slot)),
+        Err(why) => {
+            if let Some(c) = ctx.lb.counters.clusters.get(cluster) {
+                c.circuit_open.inc();
+            }
+            tracing::debug!(upstream = %ep.addr, ?why, "circuit breaker: no upstream slot");
+            Err(Status::ServiceUnavailable)
+        }
+    }
+}
+
+/// Points the request head in `out` at `next` after a try on `prev` failed: its `Host` names
+/// the endpoint when the client's is not preserved.
+pub(super) fn retarget(ctx: &WorkerCtx, out: &mut Vec<u8>, prev: &Endpoint, next: &Endpoint) {
+    if prev.id != next.id {
+        replace_host(
+            out,
+            ctx.endpoint_authority(prev.id),
+            ctx.endpoint_authority(next.id),
+        );
+    }
+}
+
 impl Client {
-    /// Sends the request in `out` (head plus any body bytes already read) to `ep`, streams the
-    /// rest of the body from `cbuf`/the client, and returns the upstream's response head.
+    /// Sends the request in `out` (head plus any body bytes already read) to the endpoint of
+    /// `attempts`, streams the rest of the body from `cbuf`/the client, and returns the
+    /// upstream's response head. Failures the cluster retries move the request to another
+    /// endpoint (see [`Attempts::fail`]); a reused pooled connection found dead is retried once
+    /// on a fresh connection to the same endpoint.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn forward(
         &mut self,
         ctx: &WorkerCtx,
         cfg: &Config,
-        ep: &Endpoint,
+        attempts: &mut Attempts<'_>,
         out: &mut Vec<u8>,
         cbuf: &mut Vec<u8>,
         body: &mut BodyTracker,
@@ -103,25 +151,50 @@ impl Client {
         client_version: Version,
     ) -> Result<Forwarded, ForwardFail> {
         let stats = &ctx.stats;
-        let mut retried = false;
+        let cluster = attempts.cluster();
+        let mut stale_retried = false;
+        let mut slot: Option<(usize, Option<Slot>)> = None;
         loop {
-            let (mut up, reused) = acquire(ctx, cfg, ep, retryable, self.id)
-                .await
-                .map_err(ForwardFail::Answer)?;
-            let may_retry = reused && retryable && !retried;
+            let ep = attempts.ep;
+            if slot.as_ref().is_none_or(|(id, _)| *id != ep.id) {
+                // The previous endpoint's slot goes before this one's is waited for.
+                drop(slot.take());
+                match circuit_slot(ctx, cfg, cluster, &ep).await {
+                    Ok(s) => slot = Some((ep.id, s)),
+                    Err(status) => {
+                        attempts.cancel();
+                        return Err(ForwardFail::Answer(status));
+                    }
+                }
+            }
+            let (mut up, reused) = match acquire(ctx, cfg, &ep, retryable, self.id).await {
+                Ok(c) => c,
+                Err(status) => match attempts.fail(Failure::Connect, retryable) {
+                    Some(next) => {
+                        retarget(ctx, out, &ep, &next);
+                        continue;
+                    }
+                    None => return Err(ForwardFail::Answer(status)),
+                },
+            };
+            let may_retry_stale = reused && retryable && !stale_retried;
 
             let (res, o) = up
                 .write_all(std::mem::take(out), cfg.timeouts.upstream_response)
                 .await;
             *out = o;
             if let Err(e) = res {
-                if may_retry {
-                    retried = true;
+                if may_retry_stale {
+                    stale_retried = true;
                     stats.upstream_retries.inc();
                     continue;
                 }
                 stats.upstream_errors.inc();
                 tracing::warn!(conn = self.id, upstream = %ep.addr, error = %e, "upstream write failed");
+                if let Some(next) = attempts.fail(Failure::Reset, retryable) {
+                    retarget(ctx, out, &ep, &next);
+                    continue;
+                }
                 return Err(ForwardFail::Answer(Status::BadGateway));
             }
 
@@ -144,56 +217,90 @@ impl Client {
                 };
                 let res = pump(&mut self.io, &mut up, cbuf, body, timeouts, limit, relay).await;
                 ctx.downsize(cbuf);
-                match res {
-                    Ok(_) => {}
-                    Err(PumpError::SrcClosed | PumpError::SrcIo) => {
-                        return Err(ForwardFail::ClientGone)
-                    }
-                    Err(PumpError::SrcTimeout) => {
-                        return Err(ForwardFail::Answer(Status::RequestTimeout))
-                    }
-                    Err(PumpError::Malformed) => {
-                        return Err(ForwardFail::Answer(Status::BadRequest))
-                    }
-                    Err(PumpError::TooLarge) => {
-                        return Err(ForwardFail::Answer(Status::PayloadTooLarge))
-                    }
+                let fail = match res {
+                    Ok(_) => None,
+                    Err(PumpError::SrcClosed | PumpError::SrcIo) => Some(ForwardFail::ClientGone),
+                    Err(PumpError::SrcTimeout) => Some(ForwardFail::Answer(Status::RequestTimeout)),
+                    Err(PumpError::Malformed) => Some(ForwardFail::Answer(Status::BadRequest)),
+                    Err(PumpError::TooLarge) => Some(ForwardFail::Answer(Status::PayloadTooLarge)),
                     Err(PumpError::Dst) => {
                         stats.upstream_errors.inc();
                         tracing::warn!(conn = self.id, upstream = %ep.addr, "upstream failed while receiving the request body");
+                        let _ = attempts.fail(Failure::Reset, false);
                         return Err(ForwardFail::Answer(Status::BadGateway));
                     }
+                };
+                if let Some(fail) = fail {
+                    attempts.cancel();
+                    return Err(fail);
                 }
             }
 
             let mut ubuf = ctx.buffers.take();
             let interim = (client_version == Version::Http11).then_some(&mut self.io);
-            match read_response_head(&mut up, &mut ubuf, cfg, interim).await {
-                Ok(head) => return Ok(Forwarded { up, ubuf, head }),
-                Err(HeadError::ClosedEmpty) if may_retry => {
+            let limit = attempts.try_timeout(cfg);
+            let failure = match read_response_head(&mut up, &mut ubuf, limit, cfg, interim).await {
+                Ok(head) if attempts.retries_status(head.status, retryable) => {
+                    match attempts.fail(Failure::Status(head.status), retryable) {
+                        Some(next) => {
+                            // This response is dropped with its connection.
+                            tracing::debug!(conn = self.id, upstream = %ep.addr, status = head.status, "retrying on another endpoint");
+                            ctx.buffers.give(ubuf);
+                            retarget(ctx, out, &ep, &next);
+                            continue;
+                        }
+                        // No retry left: the client gets this response.
+                        None => {
+                            let slot = slot.and_then(|(_, s)| s);
+                            return Ok(Forwarded {
+                                up,
+                                ubuf,
+                                head,
+                                slot,
+                            });
+                        }
+                    }
+                }
+                Ok(head) => {
+                    attempts.succeed(head.status);
+                    let slot = slot.and_then(|(_, s)| s);
+                    return Ok(Forwarded {
+                        up,
+                        ubuf,
+                        head,
+                        slot,
+                    });
+                }
+                Err(HeadError::ClosedEmpty) if may_retry_stale => {
                     ctx.buffers.give(ubuf);
-                    retried = true;
+                    stale_retried = true;
                     stats.upstream_retries.inc();
                     tracing::debug!(conn = self.id, upstream = %ep.addr, "reused connection was closed; retrying on a new one");
+                    continue;
                 }
                 Err(e) => {
-                    ctx.buffers.give(ubuf);
                     stats.upstream_errors.inc();
-                    let (status, what) = match e {
-                        HeadError::Timeout => {
-                            (Status::GatewayTimeout, "upstream response timed out")
-                        }
+                    let (failure, what) = match e {
+                        HeadError::Timeout => (Failure::Timeout, "upstream response timed out"),
                         HeadError::ClosedEmpty => {
-                            (Status::BadGateway, "upstream closed without a response")
+                            (Failure::Reset, "upstream closed without a response")
                         }
-                        HeadError::Garbage => {
-                            (Status::BadGateway, "upstream sent an invalid response")
-                        }
+                        HeadError::Garbage => (Failure::Reset, "upstream sent an invalid response"),
                     };
                     tracing::warn!(conn = self.id, upstream = %ep.addr, "{what}");
-                    return Err(ForwardFail::Answer(status));
+                    failure
                 }
+            };
+            ctx.buffers.give(ubuf);
+            if let Some(next) = attempts.fail(failure, retryable) {
+                retarget(ctx, out, &ep, &next);
+                continue;
             }
+            return Err(ForwardFail::Answer(if failure == Failure::Timeout {
+                Status::GatewayTimeout
+            } else {
+                Status::BadGateway
+            }));
         }
     }
 }
@@ -203,6 +310,7 @@ impl Client {
 pub(super) async fn read_response_head(
     up: &mut Timed,
     ubuf: &mut Vec<u8>,
+    limit: std::time::Duration,
     cfg: &Config,
     mut interim: Option<&mut Timed>,
 ) -> Result<ResponseHead, HeadError> {
@@ -235,10 +343,7 @@ pub(super) async fn read_response_head(
         if ubuf.len() == ubuf.capacity() {
             return Err(HeadError::Garbage);
         }
-        let left = cfg
-            .timeouts
-            .upstream_response
-            .saturating_sub(started.elapsed());
+        let left = limit.saturating_sub(started.elapsed());
         if left.is_zero() {
             return Err(HeadError::Timeout);
         }

@@ -52,12 +52,10 @@ impl Proxy {
                     .iter()
                     .map(|a| FileEndpoint {
                         addr: a.to_string(),
-                        weight: None,
-                        host_name: None,
+                        ..FileEndpoint::default()
                     })
                     .collect(),
-                tls: None,
-                protocol: None,
+                ..FileCluster::default()
             }],
             ..FileConfig::default()
         };
@@ -73,6 +71,7 @@ impl Proxy {
         let config = Arc::new(Config::resolve(&file).expect("test config is valid"));
         let (addr, socks) = bind_reuseport(config.listeners[0].bind, workers, 1024).expect("bind");
         let shutdown = Shutdown::new();
+        let shared = Arc::new(proxy_io::upstreams::SharedUpstreams::new(&config));
         let stats: Vec<_> = (0..workers)
             .map(|_| Arc::new(WorkerStats::default()))
             .collect();
@@ -90,6 +89,8 @@ impl Proxy {
                 tls: vec![None],
                 upstream_tls: Vec::new(),
                 release_memory: None,
+                upstreams: shared.clone(),
+                upstream_counters: proxy_io::upstreams::UpstreamCounters::new(&config),
             })
             .collect();
         let handles = spawn_workers(specs).expect("workers start");

@@ -61,6 +61,8 @@ pub struct FileServer {
     pub log_level: Option<String>,
     /// Access log destination: a path, or `-` for standard output.
     pub access_log: Option<String>,
+    /// A hosts-format file consulted before the system resolver for endpoint names.
+    pub hosts_file: Option<String>,
 }
 
 /// `[timeouts]`.
@@ -137,7 +139,7 @@ pub struct FileRoute {
 }
 
 /// One `[[clusters]]` entry.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileCluster {
     /// A unique name that routes refer to.
@@ -149,17 +151,46 @@ pub struct FileCluster {
     pub tls: Option<super::tls::FileUpstreamTls>,
     /// `http1` (default) or `h2`: the protocol spoken to the endpoints.
     pub protocol: Option<String>,
+    /// `round_robin` (default), `random`, `least_conn`, `p2c` or `maglev`.
+    pub lb: Option<String>,
+    /// What `maglev` hashes: `client_ip` (default), `path`, `header:NAME` or `cookie:NAME`.
+    pub hash_key: Option<String>,
+    /// Stick each client to one endpoint with a cookie of this name.
+    pub sticky_cookie: Option<String>,
+    /// Priority-level overprovisioning factor (default 1.4).
+    pub overprovisioning: Option<f64>,
+    /// How often endpoint names are resolved again (default 30s).
+    pub resolve_interval: Option<Quantity>,
+    /// Addresses kept per endpoint name (default 4).
+    pub max_addresses: Option<usize>,
+    /// Upstream exchanges at once per endpoint per worker (circuit breaker); default no limit.
+    pub max_connections: Option<usize>,
+    /// Requests waiting for such an exchange per endpoint per worker; more get 503 at once.
+    pub max_pending: Option<usize>,
+    /// `[clusters.health]`: active health checks.
+    pub health: Option<super::lb::FileHealth>,
+    /// `[clusters.outlier]`: passive outlier detection.
+    pub outlier: Option<super::lb::FileOutlier>,
+    /// `[clusters.retry]`: retries and their budget.
+    pub retry: Option<super::lb::FileRetry>,
 }
 
 /// One upstream endpoint.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileEndpoint {
     /// `ip:port` (host names are resolved by the binary before validation).
     pub addr: String,
     /// Relative share of requests, 1 to 1000; default 1.
     pub weight: Option<u32>,
+    /// A free-form region name (shown by the admin endpoint; failover works by `priority`).
+    pub region: Option<String>,
+    /// Priority level, 0 (default, served first) to 7.
+    pub priority: Option<u8>,
     /// The host name `addr` had before the binary resolved it (the default TLS server name).
     #[serde(skip)]
     pub host_name: Option<String>,
+    /// Every address the name resolved to at start (the binary fills this).
+    #[serde(skip)]
+    pub resolved: Vec<std::net::SocketAddr>,
 }

@@ -242,3 +242,131 @@ fn http2_errors_name_the_key() {
     let file: Result<FileConfig, _> = toml::from_str("[http2]\nmax_streams = 1\n");
     assert!(file.unwrap_err().to_string().contains("max_streams"));
 }
+
+fn cluster_with(keys: &str) -> Result<Config, ConfigError> {
+    resolve(&format!(
+        "[[listeners]]\nname = \"l\"\nbind = \"127.0.0.1:8080\"\n[[routes]]\ncluster = \"app\"\n[[clusters]]\nname = \"app\"\nendpoints = [{{ addr = \"127.0.0.1:9001\", region = \"a\" }}, {{ addr = \"127.0.0.1:9002\", priority = 1, region = \"b\" }}]\n{keys}\n"
+    ))
+}
+
+#[test]
+fn balancing_keys_resolve() {
+    let c = cluster_with(
+        "lb = \"maglev\"\nhash_key = \"header:X-User\"\nsticky_cookie = \"rw\"\nhealth = { path = \"/hz\", interval = \"1s\", rise = 1, fall = 2, expect_status = \"200,3xx\" }\nretry = { retries = 3, on = [\"reset\", \"503\"], per_try_timeout = \"2s\" }\nmax_connections = 10\nmax_pending = 0",
+    )
+    .unwrap();
+    let app = &c.clusters[0];
+    assert_eq!(app.balance.algorithm, crate::lb::Algorithm::Maglev);
+    assert_eq!(
+        app.balance.hash_key,
+        crate::lb::HashKey::Header("x-user".into())
+    );
+    assert_eq!(app.balance.sticky_cookie.as_deref(), Some("rw"));
+    let health = app.health.as_ref().unwrap();
+    assert_eq!((health.rise, health.fall), (1, 2));
+    assert!(matches!(&health.kind, HealthKind::Http { path, .. } if path == "/hz"));
+    assert_eq!(app.retry.retries, 3);
+    assert!(!app.retry.on_connect_failure && app.retry.on_reset);
+    assert_eq!(app.retry.on_status, [503]);
+    assert_eq!(app.retry.per_try_timeout, Duration::from_secs(2));
+    assert_eq!(app.circuit.max_connections, Some(10));
+    assert_eq!(app.circuit.max_pending, 0);
+    assert_eq!(app.endpoints[1].priority, 1);
+    assert_eq!(app.regions, ["a", "b"]);
+    assert_eq!(app.endpoints[1].region, Some(1));
+    // Defaults: round robin, connect-failure and reset retried twice, no health check.
+    let d = cluster_with("").unwrap();
+    let app = &d.clusters[0];
+    assert_eq!(app.balance.algorithm, crate::lb::Algorithm::RoundRobin);
+    assert!(app.health.is_none());
+    assert!(app.retry.on_connect_failure && app.retry.on_reset && !app.retry.on_timeout);
+    assert_eq!(app.retry.retries, 2);
+    assert_eq!(app.outlier.consecutive_failures, 5);
+}
+
+#[test]
+fn balancing_errors_name_the_key() {
+    let cases: &[(&str, &str)] = &[
+        ("lb = \"fastest\"", "clusters[0].lb"),
+        ("hash_key = \"path\"", "clusters[0].hash_key"),
+        (
+            "lb = \"maglev\"\nhash_key = \"header:\"",
+            "clusters[0].hash_key",
+        ),
+        (
+            "lb = \"maglev\"\nhash_key = \"body\"",
+            "clusters[0].hash_key",
+        ),
+        ("sticky_cookie = \"a b\"", "clusters[0].sticky_cookie"),
+        ("overprovisioning = 0.5", "clusters[0].overprovisioning"),
+        (
+            "health = { interval = \"0s\" }",
+            "clusters[0].health.interval",
+        ),
+        ("health = { rise = 0 }", "clusters[0].health.rise"),
+        ("health = { path = \"hz\" }", "clusters[0].health.path"),
+        (
+            "health = { expect_status = \"2xx\" }",
+            "clusters[0].health.path",
+        ),
+        (
+            "health = { path = \"/\", expect_status = \"7xx\" }",
+            "clusters[0].health.expect_status",
+        ),
+        ("retry = { on = [\"always\"] }", "clusters[0].retry.on[0]"),
+        ("retry = { on = [\"404\"] }", "clusters[0].retry.on[0]"),
+        ("retry = { retries = 11 }", "clusters[0].retry.retries"),
+        (
+            "retry = { budget_percent = 101 }",
+            "clusters[0].retry.budget_percent",
+        ),
+        ("max_connections = 0", "clusters[0].max_connections"),
+        ("max_pending = 5", "clusters[0].max_pending"),
+        (
+            "outlier = { max_ejected_percent = 101 }",
+            "clusters[0].outlier.max_ejected_percent",
+        ),
+        (
+            "outlier = { base_ejection = \"10s\", max_ejection = \"1s\" }",
+            "clusters[0].outlier.max_ejection",
+        ),
+        ("max_addresses = 0", "clusters[0].max_addresses"),
+    ];
+    for (keys, key) in cases {
+        let e = cluster_with(keys).expect_err(keys);
+        assert_eq!(&e.key, key, "{keys}: {e}");
+    }
+    let e = resolve(
+        "[[listeners]]\nname = \"l\"\nbind = \"127.0.0.1:8080\"\n[[routes]]\ncluster = \"app\"\n[[clusters]]\nname = \"app\"\nendpoints = [{ addr = \"127.0.0.1:9001\", priority = 8 }]\n",
+    )
+    .unwrap_err();
+    assert_eq!(e.key, "clusters[0].endpoints[0].priority");
+}
+
+#[test]
+fn a_host_name_fills_address_slots() {
+    let mut file: FileConfig = toml::from_str(
+        "[[listeners]]\nname = \"l\"\nbind = \"127.0.0.1:8080\"\n[[routes]]\ncluster = \"app\"\n[[clusters]]\nname = \"app\"\nmax_addresses = 3\nendpoints = [{ addr = \"127.0.0.1:9001\" }, { addr = \"10.0.0.1:80\" }]\n",
+    )
+    .unwrap();
+    // What the binary does after resolving `svc.local:80` to two addresses.
+    let e = &mut file.clusters[0].endpoints[1];
+    e.host_name = Some("svc.local".into());
+    e.resolved = vec![
+        "10.0.0.1:80".parse().unwrap(),
+        "10.0.0.2:80".parse().unwrap(),
+    ];
+    let c = Config::resolve(&file).unwrap();
+    let app = &c.clusters[0];
+    assert_eq!(
+        app.endpoints.len(),
+        4,
+        "one literal endpoint and three slots"
+    );
+    assert_eq!(c.endpoint_count(), 4);
+    assert_eq!(app.dns_names[0].host, "svc.local");
+    assert_eq!(app.dns_names[0].slots, 1..4);
+    let present: Vec<bool> = app.endpoints.iter().map(|e| e.present).collect();
+    assert_eq!(present, [true, true, true, false]);
+    assert_eq!(app.endpoints[2].addr, "10.0.0.2:80".parse().unwrap());
+}

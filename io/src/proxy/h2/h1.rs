@@ -14,6 +14,7 @@ use bytes::Bytes;
 use h2::SendStream;
 use proxy_core::config::{Config, Endpoint};
 use proxy_core::http1::{find_head_end, ChunkedDecoder, Method, Version};
+use proxy_core::lb::Outcome;
 use proxy_core::Status;
 use std::future::poll_fn;
 use std::io::Write as _;
@@ -47,13 +48,15 @@ impl Client {
         &mut self,
         ctx: &WorkerCtx,
         cfg: &Config,
-        ep: &Endpoint,
+        (cluster, ep): (usize, Endpoint),
         out: Vec<u8>,
         mut cbuf: Vec<u8>,
         mut body: BodyTracker,
         req: H1Request,
         started: Instant,
     ) -> Next {
+        let ep = &ep;
+        let attempt = ctx.start_try(cluster, ep);
         let sent = self
             .send_via_h2(ctx, cfg, ep, &out, &mut cbuf, &mut body, req.chunked)
             .await;
@@ -65,6 +68,11 @@ impl Client {
                 return Next::Close;
             }
             Err(Fail::Answer(status)) => {
+                attempt.end(match status {
+                    Status::GatewayTimeout => Outcome::Timeout,
+                    Status::BadGateway | Status::ServiceUnavailable => Outcome::ConnectFailure,
+                    _ => Outcome::Cancelled,
+                });
                 self.buf = Some(cbuf);
                 let close = !body.is_done() || !req.keep_alive || ctx.drain.is_fired();
                 let sent = self.send_status(ctx, cfg, status, close).await;
@@ -77,11 +85,12 @@ impl Client {
             Ok(Ok(r)) => r,
             failed => {
                 ctx.stats.upstream_errors.inc();
-                let status = if failed.is_err() {
-                    Status::GatewayTimeout
+                let (status, outcome) = if failed.is_err() {
+                    (Status::GatewayTimeout, Outcome::Timeout)
                 } else {
-                    Status::BadGateway
+                    (Status::BadGateway, Outcome::Reset)
                 };
+                attempt.end(outcome);
                 tracing::warn!(conn = self.id, upstream = %ep.addr, ?status, "upstream HTTP/2 stream failed before its response head");
                 let close = !req.keep_alive || ctx.drain.is_fired();
                 let sent = self.send_status(ctx, cfg, status, close).await;
@@ -91,6 +100,7 @@ impl Client {
         };
         let (parts, mut upbody) = resp.into_parts();
         let status = parts.status.as_u16();
+        attempt.end_with_status(status);
         let no_body = req.method == Method::Head || status == 204 || status == 304;
         let length = parts.headers.contains_key(http::header::CONTENT_LENGTH);
         let empty = upbody.is_end_stream();

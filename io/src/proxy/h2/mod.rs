@@ -15,13 +15,11 @@
 mod h1;
 mod io;
 mod relay;
-mod slots;
 mod stream;
 mod tls;
 mod upstream;
 
 pub(crate) use h1::H1Request;
-pub(crate) use slots::Slots;
 pub(crate) use upstream::H2Upstream;
 
 use super::{ActiveGuard, ClientTls, IpText};

@@ -10,7 +10,9 @@
 use super::relay::{self, RelayError};
 use super::Live;
 use crate::access_log::AccessRecord;
-use crate::proxy::upstream::{acquire, read_response_head, HeadError};
+use crate::proxy::retry::{Attempts, Failure};
+use crate::proxy::slots::Slot;
+use crate::proxy::upstream::{acquire, read_response_head, retarget, HeadError};
 use crate::proxy::BodyTracker;
 use crate::worker::WorkerCtx;
 use bytes::Bytes;
@@ -20,6 +22,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use proxy_core::config::{Endpoint, UpstreamProtocol};
 use proxy_core::h2::{response_fields, write_http1_request, PseudoHeaders, RequestBody};
 use proxy_core::http1::{parse_request, parse_response, BodyFraming, Method, ResponseHead};
+use proxy_core::lb::keys::{request_keys, sticky_set_cookie, RequestKeys};
 use proxy_core::rewrite::{write_request_head, ForwardContext};
 use proxy_core::Status;
 use std::future::{poll_fn, Future};
@@ -84,7 +87,9 @@ pub(super) struct Plan {
     pub(super) body: RequestBody,
     /// The client waits for `100 Continue` before sending its body.
     pub(super) expect_continue: bool,
-    pub(super) endpoint: (usize, usize),
+    pub(super) cluster: usize,
+    pub(super) ep: Endpoint,
+    pub(super) keys: RequestKeys,
 }
 
 /// Bytes written so far, and whether the exchange completed (for pooling and logs).
@@ -170,7 +175,16 @@ impl Stream {
         let Some(cluster) = cfg.router.route(head.host_name(out), head.path.of(out)) else {
             return Err(Refusal::Answer(Status::NotFound));
         };
-        let Some((endpoint, ep)) = ctx.pick_endpoint(cluster) else {
+        let keys = request_keys(
+            &cfg.clusters[cluster].balance,
+            &head,
+            out,
+            conn.ip.as_bytes(),
+        );
+        let Some(ep) = ctx.pick(cluster, keys.hash, keys.sticky, &[]) else {
+            if let Some(c) = ctx.lb.counters.clusters.get(cluster) {
+                c.no_endpoint.inc();
+            }
             return Err(Refusal::Answer(Status::ServiceUnavailable));
         };
         let fctx = ForwardContext {
@@ -196,51 +210,77 @@ impl Stream {
             method: head.method,
             body: kind,
             expect_continue,
-            endpoint: (cluster, endpoint),
+            cluster,
+            ep,
+            keys,
         })
     }
 
-    /// Sends the request upstream (retrying once on a fresh connection when a reused one was
-    /// stale and the request is safe to repeat) and relays the response.
+    /// Sends the request upstream and relays the response. Failures the cluster retries move
+    /// the request to another endpoint; a reused connection found dead is retried once on a
+    /// fresh one.
     async fn forward(&mut self, plan: Plan, mut body: RecvStream, mut out: Vec<u8>) {
         let ctx = self.ctx.clone();
         let cfg = &*ctx.config;
-        let ep = &cfg.clusters[plan.endpoint.0].endpoints[plan.endpoint.1];
-        if cfg.clusters[plan.endpoint.0].protocol == UpstreamProtocol::H2 {
+        if cfg.clusters[plan.cluster].protocol == UpstreamProtocol::H2 {
             // Boxed: this path's future (two streams piped at once) would otherwise make
             // every stream's task, HTTP/1.1 clusters' included, kilobytes larger.
             return Box::pin(self.forward_h2(&plan, body, out)).await;
         }
         let retryable = plan.method.is_idempotent() && plan.body == RequestBody::None;
-        let mut retried = false;
+        let mut stale_retried = false;
         let conn_id = self.live.conn().id;
-        let slots = ctx.h2_slots[ep.id].clone();
-        let cap = cfg.http2.max_upstream_connections;
-        let slot = match self
-            .unless_reset(slots.acquire(cap, cfg.timeouts.upstream_response))
-            .await
-        {
-            None => return ctx.buffers.give(out),
-            Some(None) => {
-                tracing::warn!(conn = conn_id, upstream = %ep.addr, cap, "no upstream slot within the upstream response timeout");
-                ctx.buffers.give(out);
-                return self.answer(Status::ServiceUnavailable, Some(ep));
-            }
-            Some(Some(slot)) => slot,
-        };
+        let circuit = cfg.clusters[plan.cluster].circuit;
+        let cap = circuit
+            .max_connections
+            .unwrap_or(cfg.http2.max_upstream_connections);
+        let max_waiting = circuit
+            .max_connections
+            .map_or(usize::MAX, |_| circuit.max_pending);
+        let mut attempts = Attempts::new(&ctx, plan.cluster, plan.ep, plan.keys.hash);
+        let mut slot: Option<(usize, Slot)> = None;
         let (mut up, mut ubuf, rhead) = loop {
+            let ep = attempts.ep;
+            if slot.as_ref().is_none_or(|(id, _)| *id != ep.id) {
+                // The previous endpoint's slot goes before this one's is waited for.
+                drop(slot.take());
+                let slots = ctx.slots[ep.id].clone();
+                let wait = cfg.timeouts.upstream_response;
+                match self
+                    .unless_reset(slots.acquire(cap, max_waiting, wait))
+                    .await
+                {
+                    None => return ctx.buffers.give(out),
+                    Some(Err(why)) => {
+                        tracing::warn!(conn = conn_id, upstream = %ep.addr, cap, ?why, "no upstream slot");
+                        if let Some(c) = ctx.lb.counters.clusters.get(plan.cluster) {
+                            c.circuit_open.inc();
+                        }
+                        attempts.cancel();
+                        ctx.buffers.give(out);
+                        return self.answer(Status::ServiceUnavailable, Some(&ep));
+                    }
+                    Some(Ok(s)) => slot = Some((ep.id, s)),
+                }
+            }
             let acquired = self
-                .unless_reset(acquire(&ctx, cfg, ep, retryable, conn_id))
+                .unless_reset(acquire(&ctx, cfg, &ep, retryable, conn_id))
                 .await;
             let (mut up, reused) = match acquired {
                 None => return ctx.buffers.give(out),
-                Some(Err(status)) => {
-                    ctx.buffers.give(out);
-                    return self.answer(status, Some(ep));
-                }
+                Some(Err(status)) => match attempts.fail(Failure::Connect, retryable) {
+                    Some(next) => {
+                        retarget(&ctx, &mut out, &ep, &next);
+                        continue;
+                    }
+                    None => {
+                        ctx.buffers.give(out);
+                        return self.answer(status, Some(&ep));
+                    }
+                },
                 Some(Ok(c)) => c,
             };
-            let may_retry = reused && retryable && !retried;
+            let may_retry_stale = reused && retryable && !stale_retried;
             if self.unless_reset(std::future::ready(())).await.is_none() {
                 // Reset meanwhile: the request is not sent (the connection is still clean).
                 ctx.upstreams.put(ep.id, up, Instant::now());
@@ -249,16 +289,20 @@ impl Stream {
             let (res, o) = up.write_all(out, cfg.timeouts.upstream_response).await;
             out = o;
             if res.is_err() {
-                if may_retry {
-                    retried = true;
+                if may_retry_stale {
+                    stale_retried = true;
                     ctx.stats.upstream_retries.inc();
                     continue;
                 }
                 ctx.stats.upstream_errors.inc();
+                if let Some(next) = attempts.fail(Failure::Reset, retryable) {
+                    retarget(&ctx, &mut out, &ep, &next);
+                    continue;
+                }
                 ctx.buffers.give(out);
-                return self.answer(Status::BadGateway, Some(ep));
+                return self.answer(Status::BadGateway, Some(&ep));
             }
-            if plan.expect_continue && !retried {
+            if plan.expect_continue {
                 let mut go_on = Response::new(());
                 *go_on.status_mut() = http::StatusCode::CONTINUE;
                 let _ = self.respond.send_informational(go_on);
@@ -266,53 +310,83 @@ impl Stream {
             if plan.body != RequestBody::None {
                 let chunked = plan.body == RequestBody::Chunked;
                 let limit = cfg.limits.max_body_bytes;
-                match relay::request_body(&ctx, &mut body, &mut up, chunked, limit, &mut out).await
-                {
-                    Ok(()) => {}
-                    Err(RelayError::Client) => return ctx.buffers.give(out),
-                    Err(RelayError::TooSlow) => {
-                        ctx.buffers.give(out);
-                        return self.answer(Status::RequestTimeout, Some(ep));
+                let relayed =
+                    relay::request_body(&ctx, &mut body, &mut up, chunked, limit, &mut out).await;
+                let status = match relayed {
+                    Ok(()) => None,
+                    Err(RelayError::Client) => {
+                        attempts.cancel();
+                        return ctx.buffers.give(out);
                     }
-                    Err(RelayError::TooLarge) => {
-                        ctx.buffers.give(out);
-                        return self.answer(Status::PayloadTooLarge, Some(ep));
-                    }
+                    Err(RelayError::TooSlow) => Some(Status::RequestTimeout),
+                    Err(RelayError::TooLarge) => Some(Status::PayloadTooLarge),
                     Err(RelayError::Upstream) => {
                         ctx.stats.upstream_errors.inc();
-                        ctx.buffers.give(out);
-                        return self.answer(Status::BadGateway, Some(ep));
+                        let _ = attempts.fail(Failure::Reset, false);
+                        Some(Status::BadGateway)
                     }
+                };
+                if let Some(status) = status {
+                    attempts.cancel();
+                    ctx.buffers.give(out);
+                    return self.answer(status, Some(&ep));
                 }
             }
             let mut ubuf = ctx.buffers.take();
+            let limit = attempts.try_timeout(cfg);
             let head = self
-                .unless_reset(read_response_head(&mut up, &mut ubuf, cfg, None))
+                .unless_reset(read_response_head(&mut up, &mut ubuf, limit, cfg, None))
                 .await;
-            match head {
+            let failure = match head {
                 None => {
                     ctx.buffers.give(ubuf);
                     return ctx.buffers.give(out);
                 }
-                Some(Ok(h)) => break (up, ubuf, h),
-                Some(Err(HeadError::ClosedEmpty)) if may_retry => {
+                Some(Ok(h)) if attempts.retries_status(h.status, retryable) => {
+                    match attempts.fail(Failure::Status(h.status), retryable) {
+                        Some(next) => {
+                            ctx.buffers.give(ubuf);
+                            retarget(&ctx, &mut out, &ep, &next);
+                            continue;
+                        }
+                        None => break (up, ubuf, h),
+                    }
+                }
+                Some(Ok(h)) => {
+                    attempts.succeed(h.status);
+                    break (up, ubuf, h);
+                }
+                Some(Err(HeadError::ClosedEmpty)) if may_retry_stale => {
                     ctx.buffers.give(ubuf);
-                    retried = true;
+                    stale_retried = true;
                     ctx.stats.upstream_retries.inc();
+                    continue;
                 }
                 Some(Err(e)) => {
-                    ctx.buffers.give(ubuf);
-                    ctx.buffers.give(out);
                     ctx.stats.upstream_errors.inc();
-                    let status = match e {
-                        HeadError::Timeout => Status::GatewayTimeout,
-                        _ => Status::BadGateway,
-                    };
-                    tracing::warn!(conn = conn_id, upstream = %ep.addr, ?status, "upstream failed before its response head");
-                    return self.answer(status, Some(ep));
+                    tracing::warn!(conn = conn_id, upstream = %ep.addr, "upstream failed before its response head");
+                    match e {
+                        HeadError::Timeout => Failure::Timeout,
+                        _ => Failure::Reset,
+                    }
                 }
+            };
+            ctx.buffers.give(ubuf);
+            if let Some(next) = attempts.fail(failure, retryable) {
+                retarget(&ctx, &mut out, &ep, &next);
+                continue;
             }
+            ctx.buffers.give(out);
+            let status = if failure == Failure::Timeout {
+                Status::GatewayTimeout
+            } else {
+                Status::BadGateway
+            };
+            return self.answer(status, Some(&ep));
         };
+        let ep = attempts.ep;
+        let ep = &ep;
+        drop(attempts);
         ctx.buffers.give(out);
         drop(body);
         if rhead.status == 101 {
@@ -321,12 +395,20 @@ impl Stream {
             return self.answer(Status::BadGateway, Some(ep));
         }
         // The parsed head (kilobytes of spans) is consumed here, not kept across an await.
-        let (framing, upstream_close, head_len, status, response) = {
+        let (framing, upstream_close, head_len, status, mut response) = {
             let r = rhead;
             let framing = r.framing(plan.method);
             let response = self.response(&ubuf, &r, framing, plan.method == Method::Head);
             (framing, r.close, r.head_len, r.status, response)
         };
+        if let Some(name) = &cfg.clusters[plan.cluster].balance.sticky_cookie {
+            let token = ctx.sticky_token(plan.cluster, ep.id);
+            if let Some(t) = token.filter(|_| token != plan.keys.sticky) {
+                if let Ok(v) = HeaderValue::from_bytes(&sticky_set_cookie(name, t)) {
+                    response.headers_mut().append(http::header::SET_COOKIE, v);
+                }
+            }
+        }
         ubuf.drain(..head_len);
         let end = matches!(framing, BodyFraming::None | BodyFraming::Length(0));
         let mut send = match self.respond.send_response(response, end) {

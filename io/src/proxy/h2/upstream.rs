@@ -20,6 +20,7 @@ use monoio::io::IntoPollIo;
 use proxy_core::config::Endpoint;
 use proxy_core::h2::RequestBody;
 use proxy_core::http1::parse_request;
+use proxy_core::lb::Outcome as TryOutcome;
 use proxy_core::Status;
 use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};
@@ -364,7 +365,8 @@ impl Stream {
     pub(super) async fn forward_h2(&mut self, plan: &Plan, mut body: RecvStream, out: Vec<u8>) {
         let ctx = self.ctx.clone();
         let cfg = &*ctx.config;
-        let ep = &cfg.clusters[plan.endpoint.0].endpoints[plan.endpoint.1];
+        let ep = &plan.ep;
+        let attempt = ctx.start_try(plan.cluster, ep);
         let tls = ctx.endpoint_tls.get(ep.id).is_some_and(Option::is_some);
         let upstream = &ctx.h2_upstreams[ep.id];
         let has_body = plan.body != RequestBody::None;
@@ -377,6 +379,7 @@ impl Stream {
             let mut sender = match self.unless_reset(upstream.sender(&ctx, ep)).await {
                 None => return ctx.buffers.give(out),
                 Some(Err(status)) => {
+                    attempt.end(TryOutcome::ConnectFailure);
                     ctx.buffers.give(out);
                     return self.answer(status, Some(ep));
                 }
@@ -394,6 +397,7 @@ impl Stream {
                 Some(Err(_)) => {
                     // No stream free for that long: the connection may be dead.
                     upstream.suspect(cfg.timeouts.upstream_connect);
+                    attempt.end(TryOutcome::Timeout);
                     ctx.buffers.give(out);
                     return self.answer(Status::GatewayTimeout, Some(ep));
                 }
@@ -412,6 +416,7 @@ impl Stream {
                 Err(e) => {
                     ctx.stats.upstream_errors.inc();
                     tracing::warn!(upstream = %ep.addr, error = %e, "upstream HTTP/2 request failed");
+                    attempt.end(TryOutcome::Reset);
                     ctx.buffers.give(out);
                     return self.answer(Status::BadGateway, Some(ep));
                 }
@@ -458,7 +463,10 @@ impl Stream {
             .await
         };
         match ended {
-            Ok(outcome) => self.log(&outcome, Some(ep)),
+            Ok(outcome) => {
+                attempt.end_with_status(outcome.status);
+                self.log(&outcome, Some(ep));
+            }
             Err(PipeError::TooLarge) if !head_sent.get() => {
                 self.answer(Status::PayloadTooLarge, Some(ep))
             }
