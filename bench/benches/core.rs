@@ -4,9 +4,9 @@
 //! well under a minute.
 
 use criterion::Criterion;
-use proxy_core::balance::RoundRobin;
 use proxy_core::config::{Config, FileConfig};
 use proxy_core::http1::{parse_request, parse_response, Version};
+use proxy_core::lb::{Algorithm, ClusterLb, Member, OutlierPolicy, PickInput};
 use proxy_core::rewrite::{
     write_request_head, write_response_head, ForwardContext, ForwardPolicy, ResponsePlan,
 };
@@ -208,8 +208,45 @@ fn bench_route(c: &mut Criterion) {
 }
 
 fn bench_balance(c: &mut Criterion) {
-    let mut rr = RoundRobin::new([5, 1, 1, 3]);
-    c.bench_function("round_robin_pick", |b| b.iter(|| black_box(&mut rr).pick()));
+    let members = |n: usize| -> Vec<Member> {
+        (0..n)
+            .map(|i| Member {
+                id: i,
+                weight: [5, 1, 1, 3][i % 4],
+                priority: 0,
+                name: format!("10.0.0.{i}:80"),
+            })
+            .collect()
+    };
+    let outlier = OutlierPolicy {
+        consecutive_failures: 5,
+        base_ejection: Duration::from_secs(10),
+        max_ejection: Duration::from_secs(300),
+        max_ejected_percent: 50,
+    };
+    let usable = |_: usize| true;
+    let now = std::time::Instant::now();
+    for (name, algorithm) in [
+        ("round_robin_pick", Algorithm::RoundRobin),
+        ("least_conn_pick", Algorithm::LeastConn),
+        ("p2c_pick", Algorithm::P2c),
+        ("maglev_pick", Algorithm::Maglev),
+    ] {
+        let mut lb = ClusterLb::new(algorithm, outlier, 1.4, members(4), 7);
+        let mut key = 0u64;
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                key = key.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                let input = PickInput {
+                    now,
+                    key: Some(key),
+                    exclude: &[],
+                    usable: &usable,
+                };
+                black_box(&mut lb).pick(&input)
+            })
+        });
+    }
 }
 
 fn main() {

@@ -7,7 +7,6 @@
 //! clock: time, when needed, is a parameter. That keeps every piece testable in memory, split at
 //! every byte boundary.
 
-pub mod balance;
 pub mod config;
 pub mod error;
 pub mod h2;

@@ -4,9 +4,13 @@
 
 use proxy_core::config::{Config, FileConfig};
 use proxy_core::http1::{parse_request, parse_response, BodyFraming, ChunkedDecoder, Version};
+use proxy_core::lb::budget::RetryBudget;
+use proxy_core::lb::keys::request_keys;
+use proxy_core::lb::{Algorithm, ClusterLb, Member, Outcome, PickInput};
 use proxy_core::rewrite::{write_request_head, write_response_head, ForwardContext, ResponsePlan};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::time::{Duration, Instant};
 
 struct Counting;
 
@@ -74,11 +78,29 @@ const CHUNKED: &[u8] = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
 fn steady_state_request_path_allocates_nothing() {
     let file: FileConfig = toml::from_str(CONFIG).expect("test config parses");
     let config = Config::resolve(&file).expect("test config is valid");
+    // The costliest algorithm (P2C: two draws, peak-EWMA decay) with the full per-request
+    // accounting a worker does: keys, pick, start, end, retry budget.
     let mut balancers: Vec<_> = config
         .clusters
         .iter()
-        .map(|c| proxy_core::balance::RoundRobin::new(c.endpoints.iter().map(|e| e.weight)))
+        .enumerate()
+        .map(|(i, c)| {
+            let members = c
+                .endpoints
+                .iter()
+                .map(|e| Member {
+                    id: e.id,
+                    weight: e.weight,
+                    priority: e.priority,
+                    name: e.addr.to_string(),
+                })
+                .collect();
+            ClusterLb::new(Algorithm::P2c, c.outlier, 1.4, members, i as u64)
+        })
         .collect();
+    let mut budget = RetryBudget::new(20, 3);
+    let start = Instant::now();
+    let mut tick = 0u64;
     let mut upstream_head = Vec::with_capacity(32 * 1024);
     let mut client_head = Vec::with_capacity(32 * 1024);
     let ctx = ForwardContext {
@@ -94,7 +116,24 @@ fn steady_state_request_path_allocates_nothing() {
             .router
             .route(req.host_name(REQUEST), req.path.of(REQUEST))
             .expect("routed");
-        let endpoint = balancers[cluster].pick().expect("endpoint");
+        let keys = request_keys(
+            &config.clusters[cluster].balance,
+            &req,
+            REQUEST,
+            b"192.0.2.1",
+        );
+        tick += 1;
+        let now = start + Duration::from_micros(tick);
+        let usable = |_: usize| true;
+        let input = PickInput {
+            now,
+            key: keys.hash,
+            exclude: &[],
+            usable: &usable,
+        };
+        let endpoint = balancers[cluster].pick(&input).expect("endpoint");
+        balancers[cluster].on_start(endpoint);
+        budget.on_request(now);
         upstream_head.clear();
         write_request_head(REQUEST, &req, &config.forward, &ctx, upstream_head);
         let res = parse_response(RESPONSE).expect("valid").expect("complete");
@@ -108,7 +147,8 @@ fn steady_state_request_path_allocates_nothing() {
         write_response_head(RESPONSE, &res, plan, client_head);
         let mut chunked = ChunkedDecoder::new();
         let done = chunked.decode(CHUNKED).expect("valid").consumed;
-        endpoint + done
+        balancers[cluster].on_end(endpoint, now, Duration::from_micros(50), Outcome::Success);
+        endpoint + done + 1
     };
     // Warm up: buffers reach their steady capacity.
     for _ in 0..10 {
