@@ -1652,3 +1652,25 @@ fn a_tls_upstream_whose_certificate_does_not_verify_gets_502() {
         "no request may reach an unverified upstream"
     );
 }
+
+/// An HTTP/2 cluster whose first endpoint refuses connections: every stream is moved to the
+/// live endpoint (a connect failure is retried on another endpoint, nothing having been sent),
+/// so the client sees no 502, and the refusing endpoint is counted as failing.
+#[test]
+fn a_refusing_h2_endpoint_is_skipped_by_retrying_elsewhere() {
+    let up = H2Upstream::start("alive");
+    let dead = closed_port();
+    let proxy = h2_proxy(&[dead, up.addr], 1, &[]);
+    run(LIMIT, async {
+        let mut h = H2::h2c(proxy.addr, "h2.test").await.expect("connect");
+        for i in 0..20 {
+            let r = h.must_get(&format!("/r{i}")).await;
+            assert_eq!(r.status, 200, "request {i}: {}", r.summary());
+        }
+    });
+    assert_eq!(up.streams(), 20, "every stream reached the live endpoint");
+    let failures = proxy.metric(&format!(
+        "ringway_upstream_endpoint_failures_total{{cluster=\"default\",endpoint=\"{dead}\"}}"
+    ));
+    assert!(failures >= 1.0, "the refusing endpoint's failures are counted");
+}

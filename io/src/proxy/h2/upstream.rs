@@ -10,7 +10,9 @@
 
 use super::relay::trailer_allowed;
 use super::stream::{Outcome, Plan, Stream};
+use crate::proxy::retry::{Attempts, Failure};
 use crate::proxy::upstream::connect_upstream;
+use crate::proxy::upstream::retarget;
 use crate::worker::WorkerCtx;
 use bytes::Bytes;
 use h2::client::{ResponseFuture, SendRequest};
@@ -20,7 +22,6 @@ use monoio::io::IntoPollIo;
 use proxy_core::config::Endpoint;
 use proxy_core::h2::RequestBody;
 use proxy_core::http1::parse_request;
-use proxy_core::lb::Outcome as TryOutcome;
 use proxy_core::Status;
 use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};
@@ -365,13 +366,15 @@ impl Stream {
     pub(super) async fn forward_h2(&mut self, plan: &Plan, mut body: RecvStream, out: Vec<u8>) {
         let ctx = self.ctx.clone();
         let cfg = &*ctx.config;
-        let ep = &plan.ep;
-        let attempt = ctx.start_try(plan.cluster, ep);
-        let tls = ctx.endpoint_tls.get(ep.id).is_some_and(Option::is_some);
-        let upstream = &ctx.h2_upstreams[ep.id];
+        // A connect failure moves the stream to another endpoint (nothing was sent yet).
+        let mut attempts = Attempts::new(&ctx, plan.cluster, plan.ep, plan.keys.hash);
+        let mut out = out;
         let has_body = plan.body != RequestBody::None;
         let mut retried = false;
         let (response, mut up_send) = loop {
+            let ep = &attempts.ep;
+            let tls = ctx.endpoint_tls.get(ep.id).is_some_and(Option::is_some);
+            let upstream = &ctx.h2_upstreams[ep.id];
             let Some(req) = request_from_head(&out, tls) else {
                 ctx.buffers.give(out);
                 return self.answer(Status::BadGateway, Some(ep));
@@ -379,9 +382,13 @@ impl Stream {
             let mut sender = match self.unless_reset(upstream.sender(&ctx, ep)).await {
                 None => return ctx.buffers.give(out),
                 Some(Err(status)) => {
-                    attempt.end(TryOutcome::ConnectFailure);
+                    let prev = *ep;
+                    if let Some(next) = attempts.fail(Failure::Connect, false) {
+                        retarget(&ctx, &mut out, &prev, &next);
+                        continue;
+                    }
                     ctx.buffers.give(out);
-                    return self.answer(status, Some(ep));
+                    return self.answer(status, Some(&prev));
                 }
                 Some(Ok(s)) => s,
             };
@@ -397,9 +404,10 @@ impl Stream {
                 Some(Err(_)) => {
                     // No stream free for that long: the connection may be dead.
                     upstream.suspect(cfg.timeouts.upstream_connect);
-                    attempt.end(TryOutcome::Timeout);
+                    let ep = *ep;
+                    let _ = attempts.fail(Failure::Timeout, false);
                     ctx.buffers.give(out);
-                    return self.answer(Status::GatewayTimeout, Some(ep));
+                    return self.answer(Status::GatewayTimeout, Some(&ep));
                 }
                 Some(Ok(Ok(()))) => sender.send_request(req, !has_body),
                 Some(Ok(Err(e))) => Err(e),
@@ -416,12 +424,15 @@ impl Stream {
                 Err(e) => {
                     ctx.stats.upstream_errors.inc();
                     tracing::warn!(upstream = %ep.addr, error = %e, "upstream HTTP/2 request failed");
-                    attempt.end(TryOutcome::Reset);
+                    let ep = *ep;
+                    let _ = attempts.fail(Failure::Reset, false);
                     ctx.buffers.give(out);
-                    return self.answer(Status::BadGateway, Some(ep));
+                    return self.answer(Status::BadGateway, Some(&ep));
                 }
             }
         };
+        let ep = attempts.ep;
+        let ep = &ep;
         ctx.buffers.give(out);
         if plan.expect_continue {
             let mut go_on = http::Response::new(());
@@ -464,7 +475,7 @@ impl Stream {
         };
         match ended {
             Ok(outcome) => {
-                attempt.end_with_status(outcome.status);
+                attempts.succeed(outcome.status);
                 self.log(&outcome, Some(ep));
             }
             Err(PipeError::TooLarge) if !head_sent.get() => {
