@@ -91,8 +91,16 @@ impl Probe {
     async fn run(self, shared: Arc<SharedUpstreams>, shutdown: Shutdown) {
         let mut state = HealthState::new(self.check.rise, self.check.fall);
         let mut reported = false;
+        let mut checked: Option<SocketAddr> = None;
         while !shutdown.is_triggered() {
             let addr = shared.addrs().get(self.id).copied().flatten();
+            if addr != checked {
+                // A DNS slot now holds another server (or none): its history does not carry over.
+                checked = addr;
+                state = HealthState::new(self.check.rise, self.check.fall);
+                reported = false;
+                shared.set_health(self.id, Health::Unchecked);
+            }
             if let Some(addr) = addr {
                 let result = self.once(addr).await;
                 let flipped = state.observe(result.is_ok());
