@@ -1672,5 +1672,8 @@ fn a_refusing_h2_endpoint_is_skipped_by_retrying_elsewhere() {
     let failures = proxy.metric(&format!(
         "ringway_upstream_endpoint_failures_total{{cluster=\"default\",endpoint=\"{dead}\"}}"
     ));
-    assert!(failures >= 1.0, "the refusing endpoint's failures are counted");
+    assert!(
+        failures >= 1.0,
+        "the refusing endpoint's failures are counted"
+    );
 }
