@@ -9,6 +9,7 @@
 #   scripts/bench.sh --only ka-c64,idle-10k --rounds 5
 #   scripts/bench.sh --only tls-ka-c64,tls-new-conn,tls-idle-10k   # TLS termination (ECDSA P-256)
 #   scripts/bench.sh --only h2c-m10,h2c-m100,h2-tls-m10,h2-tls-m100  # HTTP/2 to clients (h2load)
+#   scripts/bench.sh --only lb-slow-c64,lb-rr-c64    # three backends, one 20 ms slow: p2c/least_conn/leastconn, and round robin
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -7,21 +7,36 @@
 //! (the harness uses these to count upstream connections and to check that every proxy adds
 //! the same forwarding fields).
 //!
-//! Usage: `ringway-bench-backend [ADDR]` (default 127.0.0.1:9000).
+//! Usage: `ringway-bench-backend [ADDR] [--delay-ms N]` (default 127.0.0.1:9000, no delay).
+//! `--delay-ms N` holds every counted request's response for N ms after the request (body
+//! included) has arrived, each connection's in turn, so the instance plays a slow upstream
+//! (the harness's load-balancing scenarios); `/__stats` is answered at once.
 
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::{TcpListener, TcpStream};
 use proxy_core::http1::{parse_request, BodyFraming};
 use std::cell::Cell;
 use std::rc::Rc;
+use std::time::Duration;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:9000".to_owned());
+    let mut addr = "127.0.0.1:9000".to_owned();
+    let mut delay = Duration::ZERO;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--delay-ms" {
+            let Some(ms) = args.next().and_then(|v| v.parse::<u64>().ok()) else {
+                eprintln!("ringway-bench-backend: --delay-ms needs a number of milliseconds");
+                std::process::exit(2);
+            };
+            delay = Duration::from_millis(ms);
+        } else {
+            addr = a;
+        }
+    }
     let run = proxy_io::runtime::run(
         proxy_core::config::IoDriver::Auto,
         1024,
@@ -34,7 +49,7 @@ fn main() {
                 }
             };
             eprintln!(
-                "ringway-bench-backend: listening on {addr} ({})",
+                "ringway-bench-backend: listening on {addr} ({}), delay {delay:?}",
                 driver.name()
             );
             let responses = Rc::new(Responses::new());
@@ -45,7 +60,7 @@ fn main() {
                 };
                 let _ = conn.set_nodelay(true);
                 stats.accepted.set(stats.accepted.get() + 1);
-                monoio::spawn(serve(conn, responses.clone(), stats.clone()));
+                monoio::spawn(serve(conn, responses.clone(), stats.clone(), delay));
             }
         },
     );
@@ -121,7 +136,8 @@ impl Responses {
     }
 }
 
-async fn serve(mut conn: TcpStream, responses: Rc<Responses>, stats: Rc<Stats>) {
+/// Serves one connection; every counted response waits `delay` once its request is read.
+async fn serve(mut conn: TcpStream, responses: Rc<Responses>, stats: Rc<Stats>, delay: Duration) {
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut skip: u64 = 0;
     // The answer to a request whose body is still arriving: a well-behaved upstream reads the
@@ -134,6 +150,9 @@ async fn serve(mut conn: TcpStream, responses: Rc<Responses>, stats: Rc<Stats>) 
         skip -= drop_now as u64;
         if skip == 0 {
             if let Some((response, close)) = pending.take() {
+                if !delay.is_zero() {
+                    monoio::time::sleep(delay).await;
+                }
                 let (res, _) = conn.write_all(response).await;
                 if res.is_err() || close {
                     return;

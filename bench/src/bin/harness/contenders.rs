@@ -5,6 +5,8 @@
 //! certificate (TLS 1.2 and 1.3, session resumption as each ships it). In the HTTP/2 scenarios
 //! nginx and HAProxy get HTTP/2 on their listener (h2c with prior knowledge on a plain one, ALPN
 //! `h2` on a TLS one); Ringway is started as for HTTP/1, since it serves both on every listener.
+//! In the load-balancing scenarios each gets several upstreams and a [`Balance`], and nothing
+//! else changes.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -86,6 +88,43 @@ impl Drop for Running {
     }
 }
 
+/// How a contender spreads requests over several upstreams (the `lb-*` scenarios). Each
+/// variant names the closest algorithm every contender has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    /// Ringway `round_robin`, nginx's default (weighted round robin), HAProxy `roundrobin`.
+    RoundRobin,
+    /// Ringway `p2c` (peak-EWMA latency × requests in flight), nginx `least_conn`, HAProxy
+    /// `leastconn`.
+    LeastLoaded,
+}
+
+impl Balance {
+    /// Ringway's `lb` (`--lb`) value.
+    pub fn ringway(self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "round_robin",
+            Balance::LeastLoaded => "p2c",
+        }
+    }
+
+    /// The nginx `upstream` directive (empty: nginx's default, round robin).
+    pub fn nginx(self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "",
+            Balance::LeastLoaded => "least_conn;",
+        }
+    }
+
+    /// HAProxy's `balance` algorithm.
+    pub fn haproxy(self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "roundrobin",
+            Balance::LeastLoaded => "leastconn",
+        }
+    }
+}
+
 /// The certificate every contender serves in the TLS scenarios.
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
@@ -111,7 +150,16 @@ pub struct Setup {
 impl Setup {
     /// Starts `kind` and waits until its port accepts connections.
     pub fn start(&self, kind: Kind) -> Result<Running, String> {
-        self.start_with(kind, None, false)
+        self.start_with(kind, None, false, &[self.backend_port], None)
+    }
+
+    /// Starts `kind` in front of the backends on `ports`, balanced by `balance` (there is no
+    /// direct path to several backends).
+    pub fn start_lb(&self, kind: Kind, ports: &[u16], balance: Balance) -> Result<Running, String> {
+        if kind == Kind::Direct {
+            return Err("no direct path to several backends".into());
+        }
+        self.start_with(kind, None, false, ports, Some(balance))
     }
 
     /// Starts `kind` speaking HTTP/2 to clients: h2c with prior knowledge, or with `tls`, ALPN
@@ -120,7 +168,7 @@ impl Setup {
         if kind == Kind::Direct {
             return Err("the backend does not speak HTTP/2: no direct path".into());
         }
-        self.start_with(kind, tls, true)
+        self.start_with(kind, tls, true, &[self.backend_port], None)
     }
 
     /// Starts `kind` terminating TLS with `tls` (there is no direct path over TLS).
@@ -128,10 +176,19 @@ impl Setup {
         if kind == Kind::Direct {
             return Err("the backend does not speak TLS: no direct path".into());
         }
-        self.start_with(kind, Some(tls), false)
+        self.start_with(kind, Some(tls), false, &[self.backend_port], None)
     }
 
-    fn start_with(&self, kind: Kind, tls: Option<&TlsFiles>, h2: bool) -> Result<Running, String> {
+    /// Starts `kind` in front of the backends on `backends`, with `balance` when given (the
+    /// single-backend scenarios give none, and their configurations name no algorithm).
+    fn start_with(
+        &self,
+        kind: Kind,
+        tls: Option<&TlsFiles>,
+        h2: bool,
+        backends: &[u16],
+        balance: Option<Balance>,
+    ) -> Result<Running, String> {
         let port = kind.port(self.base_port);
         if kind != Kind::Direct && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return Err(format!(
@@ -155,7 +212,12 @@ impl Setup {
                                 t.key.display().to_string(),
                             ],
                         })
-                        .args(["--upstream", &format!("127.0.0.1:{}", self.backend_port)])
+                        .args(
+                            backends
+                                .iter()
+                                .flat_map(|p| ["--upstream".into(), format!("127.0.0.1:{p}")]),
+                        )
+                        .args(balance.map(|b| ["--lb", b.ringway()]).into_iter().flatten())
                         .args([
                             "--workers",
                             "1",
@@ -169,14 +231,14 @@ impl Setup {
             Kind::Nginx => {
                 let conf = self.write(
                     "nginx.conf",
-                    &nginx_conf(port, self.backend_port, &self.workdir, tls, h2),
+                    &nginx_conf(port, backends, balance, &self.workdir, tls, h2),
                 )?;
                 Some(self.spawn(Command::new("nginx").arg("-c").arg(conf))?)
             }
             Kind::Haproxy => {
                 let conf = self.write(
                     "haproxy.cfg",
-                    &haproxy_conf(port, self.backend_port, tls, h2),
+                    &haproxy_conf(port, backends, balance, tls, h2),
                 )?;
                 Some(self.spawn(Command::new("haproxy").arg("-db").arg("-f").arg(conf))?)
             }
@@ -241,8 +303,24 @@ pub fn wait_for_port(port: u16, limit: Duration) -> Result<(), String> {
     Ok(())
 }
 
-fn nginx_conf(port: u16, backend: u16, dir: &Path, tls: Option<&TlsFiles>, h2: bool) -> String {
+fn nginx_conf(
+    port: u16,
+    backends: &[u16],
+    balance: Option<Balance>,
+    dir: &Path,
+    tls: Option<&TlsFiles>,
+    h2: bool,
+) -> String {
     let dir = dir.display();
+    // The balancing directive (if any) then one `server` per backend, all sharing the idle
+    // connection cache.
+    let servers: String = balance
+        .map(Balance::nginx)
+        .filter(|d| !d.is_empty())
+        .map(|d| format!("{d} "))
+        .into_iter()
+        .chain(backends.iter().map(|b| format!("server 127.0.0.1:{b}; ")))
+        .collect();
     // HTTP/2 on a plain listener is h2c with prior knowledge only (nginx 1.22 then refuses
     // HTTP/1.1 there); on a TLS one ALPN offers h2 and http/1.1. `keepalive_requests` (raised
     // below) also bounds the requests of an HTTP/2 connection since 1.19.7, which made
@@ -277,7 +355,7 @@ http {{
   keepalive_timeout 75s;
   client_body_temp_path {dir}/nginx-body;
   proxy_temp_path {dir}/nginx-proxy;
-  upstream backend {{ server 127.0.0.1:{backend}; keepalive 1024; keepalive_requests 1000000; }}
+  upstream backend {{ {servers}keepalive 1024; keepalive_requests 1000000; }}
   server {{
     listen 127.0.0.1:{port}{ssl}{http2} reuseport;{tls_lines}
     client_max_body_size 0;
@@ -311,7 +389,13 @@ fn nofile_limit() -> u64 {
         .unwrap_or(1024)
 }
 
-fn haproxy_conf(port: u16, backend: u16, tls: Option<&TlsFiles>, h2: bool) -> String {
+fn haproxy_conf(
+    port: u16,
+    backends: &[u16],
+    balance: Option<Balance>,
+    tls: Option<&TlsFiles>,
+    h2: bool,
+) -> String {
     // With TLS: HAProxy's defaults otherwise (its session cache and tickets on).
     // HAProxy refuses to start unless the descriptor limit covers two per connection, so over
     // TLS it gets as many as the limit allows (enough for ten thousand idle connections with
@@ -335,6 +419,17 @@ fn haproxy_conf(port: u16, backend: u16, tls: Option<&TlsFiles>, h2: bool) -> St
             "https",
         ),
     };
+    // The balancing algorithm (if any) then one `server` per backend.
+    let servers: String = balance
+        .map(|b| format!("  balance {}\n", b.haproxy()))
+        .into_iter()
+        .chain(
+            backends
+                .iter()
+                .enumerate()
+                .map(|(i, b)| format!("  server b{} 127.0.0.1:{b}\n", i + 1)),
+        )
+        .collect();
     format!(
         r#"# Written by ringway-bench-harness: one thread, connection reuse, logs off.
 global
@@ -355,7 +450,52 @@ frontend bench
   http-request add-header Via "1.1 haproxy"
   default_backend backend
 backend backend
-  server b1 127.0.0.1:{backend}
-"#
+{servers}"#
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_backend_configs_name_no_algorithm() {
+        let nginx = nginx_conf(19003, &[19000], None, Path::new("/w"), None, false);
+        assert!(nginx.contains(
+            "upstream backend { server 127.0.0.1:19000; keepalive 1024; keepalive_requests 1000000; }"
+        ));
+        let haproxy = haproxy_conf(19004, &[19000], None, None, false);
+        assert!(haproxy.ends_with("backend backend\n  server b1 127.0.0.1:19000\n"));
+    }
+
+    #[test]
+    fn balanced_configs_list_every_backend_after_the_algorithm() {
+        let ports = [19000, 19010, 19011];
+        let nginx = nginx_conf(
+            19003,
+            &ports,
+            Some(Balance::LeastLoaded),
+            Path::new("/w"),
+            None,
+            false,
+        );
+        assert!(nginx.contains(
+            "upstream backend { least_conn; server 127.0.0.1:19000; server 127.0.0.1:19010; \
+             server 127.0.0.1:19011; keepalive 1024; keepalive_requests 1000000; }"
+        ));
+        let rr = nginx_conf(
+            19003,
+            &ports,
+            Some(Balance::RoundRobin),
+            Path::new("/w"),
+            None,
+            false,
+        );
+        assert!(rr.contains("upstream backend { server 127.0.0.1:19000; server"));
+        let haproxy = haproxy_conf(19004, &ports, Some(Balance::LeastLoaded), None, false);
+        assert!(haproxy.ends_with(
+            "backend backend\n  balance leastconn\n  server b1 127.0.0.1:19000\n  \
+             server b2 127.0.0.1:19010\n  server b3 127.0.0.1:19011\n"
+        ));
+    }
 }

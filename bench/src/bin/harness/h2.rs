@@ -100,10 +100,13 @@ pub struct H2Result {
 }
 
 /// One run as measured: h2load's numbers and the contender's CPU time over the measured duration.
-struct Window {
-    h2: H2Result,
-    cpu_ns: u64,
-    wall: Duration,
+pub struct Window {
+    /// h2load's report.
+    pub h2: H2Result,
+    /// The contender's CPU time over the measured duration.
+    pub cpu_ns: u64,
+    /// The measured duration as the harness saw it (between h2load's announcements).
+    pub wall: Duration,
 }
 
 /// A scenario's rows, how it was measured, and the section's extra table.
@@ -127,8 +130,8 @@ pub fn run(o: &Options, setup: &Setup, sc: &Scenario, mode: &Mode) -> Result<Sec
             eprintln!("  round {}/{}: {}", round + 1, o.rounds, r.kind.name());
             let pids = r.pids();
             let mut window = None;
-            let mut run = crate::measured(r, sc.body, mode.connections, || {
-                let w = h2load(o, &setup.workdir, r.port, mode, &pids)?;
+            let mut run = crate::measure::measured(r, sc.body, mode.connections, || {
+                let w = h2load(o, &setup.workdir, r.port, mode, &pids, &[])?;
                 let h = &w.h2;
                 let run = Run {
                     rps: h.rps,
@@ -252,12 +255,15 @@ fn probe(port: u16, mode: &Mode, body: usize) -> Result<(), String> {
 
 /// Runs h2load pinned to the client CPUs, reading its output as it comes, and samples the
 /// CPU time of `pids` when the measured duration starts and ends. Killed if it overruns.
-fn h2load(
+/// `extra` arguments go before the URL (the load-balancing scenarios pass `--h1` and
+/// `--log-file`).
+pub fn h2load(
     o: &Options,
     dir: &std::path::Path,
     port: u16,
     mode: &Mode,
     pids: &[u32],
+    extra: &[String],
 ) -> Result<Window, String> {
     let url = format!(
         "{}://127.0.0.1:{port}{}",
@@ -273,6 +279,7 @@ fn h2load(
         .arg(format!("--warm-up-time={}ms", o.warmup.as_millis().max(1)))
         .arg(format!("--duration={}ms", o.duration.as_millis().max(1)))
         .args(mode.tls.then(|| format!("--tls13-ciphers={TLS13_CIPHERS}")))
+        .args(extra)
         .arg(&url)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

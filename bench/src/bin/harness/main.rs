@@ -8,11 +8,13 @@
 //! threads and processes, from /proc schedstat) divided by the requests served. A run with
 //! errors, non-2xx answers, wrong body sizes or missing forwarding fields is marked invalid.
 //! The TLS scenarios (`tls-*`) are in `tls`, their rustls client in `tlsclient`; the HTTP/2
-//! scenarios (`h2c-*`, `h2-tls-*`, driven by h2load) in `h2`.
+//! scenarios (`h2c-*`, `h2-tls-*`, driven by h2load) in `h2`; the load-balancing ones
+//! (`lb-*`: three backends, one of them slow) in `lb`.
 //! Run it through `scripts/bench.sh`, which installs the tools and builds everything first.
 
 mod contenders;
 mod h2;
+mod lb;
 mod measure;
 mod report;
 mod tls;
@@ -22,7 +24,7 @@ use contenders::{Kind, Setup};
 use measure::Load;
 use report::{Row, Run};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BACKEND_PORT: u16 = 19000;
 const BASE_PORT: u16 = 19001;
@@ -35,6 +37,7 @@ enum Drive {
     Idle,
     Tls(tls::Mode),
     H2(h2::Mode),
+    Lb(lb::Mode),
 }
 
 #[derive(Debug, Clone)]
@@ -114,6 +117,7 @@ fn scenarios() -> Vec<Scenario> {
     ];
     all.extend(tls::scenarios());
     all.extend(h2::scenarios());
+    all.extend(lb::scenarios());
     all
 }
 
@@ -354,6 +358,7 @@ fn run_scenarios(
                 (rows, how, String::new())
             }
             Drive::H2(mode) => h2::run(o, setup, sc, mode)?,
+            Drive::Lb(mode) => lb::run(o, setup, sc, mode)?,
         };
         let title = format!("{} — {}", sc.name, sc.title);
         let mut section =
@@ -381,69 +386,6 @@ fn run_scenarios(
         .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
     eprintln!("results written to {}", o.out.display());
     Ok(())
-}
-
-/// Runs one measured window on `running` with `drive`, returning the run's numbers.
-fn measured<F>(
-    running: &contenders::Running,
-    body: usize,
-    connections: u32,
-    drive: F,
-) -> Result<Run, String>
-where
-    F: FnOnce() -> Result<(u64, Run, u64), String>,
-{
-    let pids = running.pids();
-    // Let the backend finish what the previous run left in flight, so counts are not misattributed.
-    let mut before = measure::backend_stats(BACKEND_PORT)?;
-    for _ in 0..50 {
-        std::thread::sleep(Duration::from_millis(40));
-        let again = measure::backend_stats(BACKEND_PORT)?;
-        if again.requests == before.requests {
-            break;
-        }
-        before = again;
-    }
-    let cpu0 = measure::cpu_ns(&pids);
-    let t0 = Instant::now();
-    let (requests, mut run, bytes) = drive()?;
-    let wall = t0.elapsed();
-    let cpu = measure::cpu_ns(&pids) - cpu0;
-    let after = measure::backend_stats(BACKEND_PORT)?;
-    run.upstream_conns = after.accepted - before.accepted;
-    let served = after.requests - before.requests;
-    if served < requests {
-        run.problems.push(format!(
-            "the backend served {served} requests but the client counted {requests} answers"
-        ));
-    }
-    if running.kind != Kind::Direct {
-        run.cpu_us = cpu as f64 / 1000.0 / requests.max(1) as f64;
-        run.util = cpu as f64 / wall.as_nanos() as f64;
-        let missing = after.missing_forwarding - before.missing_forwarding;
-        if missing > 0 {
-            run.problems.push(format!(
-                "{missing} requests reached the backend without forwarding fields"
-            ));
-        }
-    } else {
-        run.cpu_us = f64::NAN;
-        run.util = f64::NAN;
-    }
-    if run.errors > 0 {
-        run.problems
-            .push(format!("{} errors or non-2xx responses", run.errors));
-    }
-    // wrk also counts bytes of responses still in flight when it stops: allow one partial
-    // response per connection.
-    let per = bytes as f64 / requests.max(1) as f64;
-    let slack = 2048.0 + (connections as f64 * (body as f64 + 2048.0)) / requests.max(1) as f64;
-    if requests > 0 && (per < body as f64 || per > body as f64 + slack) {
-        run.problems.push(format!(
-            "{per:.0} bytes per response, expected a {body}-byte body plus a head"
-        ));
-    }
-    Ok(run)
 }
 
 /// The backend's body of `body` bytes.
@@ -499,7 +441,7 @@ fn wrk_rounds(
     for round in 0..o.rounds {
         for (i, r) in running.iter().enumerate() {
             eprintln!("  round {}/{}: {}", round + 1, o.rounds, r.kind.name());
-            let run = measured(r, sc.body, load.connections, || {
+            let run = measure::measured(r, sc.body, load.connections, || {
                 let w = measure::wrk(&o.client_cpus, r.port, load, o.duration, &setup.workdir)?;
                 let run = Run {
                     rps: w.rps,
@@ -547,7 +489,7 @@ fn fixed_rate_scenario(o: &Options, setup: &Setup, rate: u64) -> Result<Vec<(Kin
     for round in 0..o.rounds {
         for (i, r) in running.iter().enumerate() {
             eprintln!("  round {}/{}: {}", round + 1, o.rounds, r.kind.name());
-            let run = measured(r, 1024, 64, || {
+            let run = measure::measured(r, 1024, 64, || {
                 let f = measure::rate(&bin, &o.client_cpus, r.port, rate, o.duration, o.warmup)?;
                 let run = Run {
                     rps: f.requests as f64 / o.duration.as_secs_f64(),

@@ -1,7 +1,10 @@
-//! Measuring one run: drive load with wrk or the fixed-rate client, and read what it cost from
-//! /proc (CPU time of every thread of the contender, resident memory) and from the backend's
-//! `/__stats` (upstream connections opened, forwarding fields seen).
+//! Measuring one run (`measured`, `measured_on`): drive load with wrk or the fixed-rate client,
+//! and read what it cost from /proc (CPU time of every thread of the contender, resident
+//! memory) and from the backend's `/__stats` (upstream connections opened, forwarding fields
+//! seen).
 
+use crate::contenders::{Kind, Running};
+use crate::report::Run;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -95,6 +98,18 @@ pub fn backend_stats(port: u16) -> Result<BackendStats, String> {
         requests: field("requests"),
         missing_forwarding: field("missing_forwarding"),
     })
+}
+
+/// The counters of the backends on `ports`, summed (each leaves out its own stats connection).
+pub fn backends_stats(ports: &[u16]) -> Result<BackendStats, String> {
+    let mut sum = BackendStats::default();
+    for port in ports {
+        let s = backend_stats(*port)?;
+        sum.accepted += s.accepted;
+        sum.requests += s.requests;
+        sum.missing_forwarding += s.missing_forwarding;
+    }
+    Ok(sum)
 }
 
 /// What wrk reported.
@@ -332,6 +347,83 @@ pub fn fetch_body(port: u16, path: &str) -> Result<Vec<u8>, String> {
         .ok_or("no response head")?
         + 4;
     Ok(all[end..].to_vec())
+}
+
+/// Runs one measured window on `running` with `drive`, returning the run's numbers.
+pub fn measured<F>(
+    running: &Running,
+    body: usize,
+    connections: u32,
+    drive: F,
+) -> Result<Run, String>
+where
+    F: FnOnce() -> Result<(u64, Run, u64), String>,
+{
+    measured_on(&[crate::BACKEND_PORT], running, body, connections, drive)
+}
+
+/// As `measured`, for a contender in front of the backends on `backends` (their counters summed).
+pub fn measured_on<F>(
+    backends: &[u16],
+    running: &Running,
+    body: usize,
+    connections: u32,
+    drive: F,
+) -> Result<Run, String>
+where
+    F: FnOnce() -> Result<(u64, Run, u64), String>,
+{
+    let pids = running.pids();
+    // Let the backend finish what the previous run left in flight, so counts are not misattributed.
+    let mut before = backends_stats(backends)?;
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(40));
+        let again = backends_stats(backends)?;
+        if again.requests == before.requests {
+            break;
+        }
+        before = again;
+    }
+    let cpu0 = cpu_ns(&pids);
+    let t0 = Instant::now();
+    let (requests, mut run, bytes) = drive()?;
+    let wall = t0.elapsed();
+    let cpu = cpu_ns(&pids) - cpu0;
+    let after = backends_stats(backends)?;
+    run.upstream_conns = after.accepted - before.accepted;
+    let served = after.requests - before.requests;
+    if served < requests {
+        run.problems.push(format!(
+            "the backend served {served} requests but the client counted {requests} answers"
+        ));
+    }
+    if running.kind != Kind::Direct {
+        run.cpu_us = cpu as f64 / 1000.0 / requests.max(1) as f64;
+        run.util = cpu as f64 / wall.as_nanos() as f64;
+        let missing = after.missing_forwarding - before.missing_forwarding;
+        if missing > 0 {
+            run.problems.push(format!(
+                "{missing} requests reached the backend without forwarding fields"
+            ));
+        }
+    } else {
+        run.cpu_us = f64::NAN;
+        run.util = f64::NAN;
+    }
+    if run.errors > 0 {
+        run.problems
+            .push(format!("{} errors or non-2xx responses", run.errors));
+    }
+    // wrk also counts bytes of responses still in flight when it stops: allow one partial
+    // response per connection.
+    let per = bytes as f64 / requests.max(1) as f64;
+    let slack = 2048.0 + (connections as f64 * (body as f64 + 2048.0)) / requests.max(1) as f64;
+    if requests > 0 && (per < body as f64 || per > body as f64 + slack) {
+        run.problems.push(format!(
+            "{per:.0} bytes per response, expected a {body}-byte body plus a head"
+        ));
+    }
+    Ok(run)
 }
 
 #[cfg(test)]

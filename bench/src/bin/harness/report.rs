@@ -59,7 +59,8 @@ fn fmt_num(v: f64, digits: usize) -> String {
     }
 }
 
-fn fmt_us(v: f64) -> String {
+/// A latency in µs as the tables print it: `812 µs`, `2.50 ms`, or `—` when unknown.
+pub fn fmt_us(v: f64) -> String {
     if v.is_nan() {
         "—".into()
     } else if v >= 1000.0 {

@@ -208,7 +208,7 @@ fn new_conn(
         for (i, r) in running.iter().enumerate() {
             eprintln!("  round {}/{}: {}", round + 1, o.rounds, r.kind.name());
             let mut counted = (0, 0);
-            let run = crate::measured(r, sc.body, connections, || {
+            let run = crate::measure::measured(r, sc.body, connections, || {
                 let opens = measure::passive_opens();
                 let l = load(o, r.port, path, connections, o.duration)?;
                 // Every connection the machine accepted meanwhile: the contender's, plus the
