@@ -145,10 +145,10 @@ impl WorkerCtx {
         self.lb.clusters.borrow().get(cluster)?.sticky_token(id)
     }
 
-    /// Records an original request of `cluster` for its retry budget.
-    pub(crate) fn count_request(&self, cluster: usize) {
+    /// Records an original request of `cluster`, made at `now`, for its retry budget.
+    pub(crate) fn count_request(&self, cluster: usize, now: Instant) {
         if let Some(b) = self.lb.budgets.borrow_mut().get_mut(cluster) {
-            b.on_request(Instant::now());
+            b.on_request(now);
         }
     }
 
@@ -170,8 +170,9 @@ impl WorkerCtx {
         ok
     }
 
-    /// Starts accounting one request to `ep`.
-    pub(crate) fn start_try(&self, cluster: usize, ep: &Endpoint) -> Try<'_> {
+    /// Starts accounting one request to `ep`, sent from `now` (the clock read once per request:
+    /// on a VM each read is a measurable share of a keep-alive request's cost).
+    pub(crate) fn start_try(&self, cluster: usize, ep: &Endpoint, now: Instant) -> Try<'_> {
         if let Some(lb) = self.lb.clusters.borrow_mut().get_mut(cluster) {
             lb.on_start(ep.id);
         }
@@ -183,7 +184,7 @@ impl WorkerCtx {
             ctx: self,
             cluster,
             id: ep.id,
-            started: Instant::now(),
+            started: now,
             ended: false,
         }
     }
@@ -195,7 +196,6 @@ impl WorkerCtx {
             return;
         };
         let ejected = lb.on_end(id, now, now.saturating_duration_since(started), outcome);
-        let stats = lb.stats(id, now);
         drop(lbs);
         if let Some(c) = self.lb.counters.endpoints.get(id) {
             c.in_flight.dec();
@@ -204,14 +204,13 @@ impl WorkerCtx {
             }
             if ejected {
                 c.ejections.inc();
+                c.ejected.store(1, Ordering::Relaxed);
                 tracing::warn!(
                     worker = self.index,
                     endpoint = id,
                     "endpoint ejected after consecutive failures"
                 );
             }
-            c.ewma_micros.store(stats.ewma_micros, Ordering::Relaxed);
-            c.ejected.store(u64::from(stats.ejected), Ordering::Relaxed);
         }
     }
 
@@ -249,8 +248,9 @@ impl WorkerCtx {
         );
     }
 
-    /// Refreshes the exported ejection state of every endpoint (ejections end with time, not
-    /// with an event); called once a second.
+    /// Refreshes the exported ejection state and EWMA latency of every endpoint; called once a
+    /// second. Ejections end with time, not with an event, and the EWMA decays with time, so
+    /// both are published here rather than per request (which cost an `exp` per response).
     pub(crate) fn publish_lb_stats(&self) {
         let now = Instant::now();
         let lbs = self.lb.clusters.borrow();
@@ -259,6 +259,7 @@ impl WorkerCtx {
                 if let Some(c) = self.lb.counters.endpoints.get(m.id) {
                     let s = lb.stats(m.id, now);
                     c.ejected.store(u64::from(s.ejected), Ordering::Relaxed);
+                    c.ewma_micros.store(s.ewma_micros, Ordering::Relaxed);
                 }
             }
         }

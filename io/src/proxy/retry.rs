@@ -46,11 +46,9 @@ impl<'a> Attempts<'a> {
         ep: Endpoint,
         key: Option<u64>,
     ) -> Attempts<'a> {
-        ctx.count_request(cluster);
-        let deadline = ctx.config.clusters[cluster]
-            .retry
-            .timeout
-            .map(|t| Instant::now() + t);
+        let now = Instant::now();
+        ctx.count_request(cluster, now);
+        let deadline = ctx.config.clusters[cluster].retry.timeout.map(|t| now + t);
         let mut tried = [usize::MAX; MAX_TRIES];
         tried[0] = ep.id;
         Attempts {
@@ -61,7 +59,7 @@ impl<'a> Attempts<'a> {
             tries: 1,
             deadline,
             key,
-            current: Some(ctx.start_try(cluster, &ep)),
+            current: Some(ctx.start_try(cluster, &ep, now)),
         }
     }
 
@@ -130,7 +128,7 @@ impl<'a> Attempts<'a> {
         self.tried[self.tries] = next.id;
         self.tries += 1;
         self.ep = next;
-        self.current = Some(self.ctx.start_try(self.cluster, &next));
+        self.current = Some(self.ctx.start_try(self.cluster, &next, Instant::now()));
         Some(next)
     }
 

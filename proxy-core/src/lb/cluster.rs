@@ -159,12 +159,18 @@ impl ClusterLb {
     /// members exist but all of them are excluded (a retry then finds nothing new to try: the
     /// remaining members are down, and panic routing is for a cluster with no healthy member).
     pub fn pick(&mut self, input: &PickInput<'_>) -> Option<usize> {
-        if self.members.is_empty() {
-            return None;
+        match self.members.as_slice() {
+            [] => return None,
+            // One member: healthy or not (panic routing), it is the pick unless excluded. The
+            // common single-upstream cluster pays no level or algorithm work.
+            [only] => return (!input.exclude.contains(&only.id)).then_some(only.id),
+            _ => {}
         }
         let any_healthy = self.classify(input);
         let need = if any_healthy { HEALTHY } else { 0 };
-        let first = if any_healthy {
+        let first = if any_healthy && self.levels.len() == 1 {
+            Some(0)
+        } else if any_healthy {
             let draw = match (self.algorithm, input.key) {
                 (Algorithm::Maglev, Some(key)) => unit(mix64(key ^ LEVEL_SALT)),
                 _ => unit(self.rng.next()),

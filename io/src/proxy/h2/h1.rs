@@ -56,7 +56,7 @@ impl Client {
         started: Instant,
     ) -> Next {
         let ep = &ep;
-        let attempt = ctx.start_try(cluster, ep);
+        let attempt = ctx.start_try(cluster, ep, Instant::now());
         let sent = self
             .send_via_h2(ctx, cfg, ep, &out, &mut cbuf, &mut body, req.chunked)
             .await;
