@@ -7,6 +7,8 @@
 //! clock: time, when needed, is a parameter. That keeps every piece testable in memory, split at
 //! every byte boundary.
 
+pub mod cache;
+pub mod compress;
 pub mod config;
 pub mod error;
 pub mod h2;

@@ -61,7 +61,7 @@ const HOP_BY_HOP: [&[u8]; 7] = [
     b"expect",
 ];
 
-fn is_hop_by_hop(name: &[u8]) -> bool {
+pub(crate) fn is_hop_by_hop(name: &[u8]) -> bool {
     HOP_BY_HOP
         .iter()
         .any(|h| h.len() == name.len() && h.eq_ignore_ascii_case(name))
