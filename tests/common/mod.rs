@@ -13,6 +13,7 @@ mod client;
 pub mod h2;
 pub mod h2_upstream;
 pub mod lb;
+pub mod origin;
 pub mod tls;
 mod upstream;
 

@@ -24,11 +24,14 @@
 //! | `/healthz`                   | the health status (default 200), body `ok\n` (2xx) or `fail\n` |
 //! | `/_control/health?status=N`  | sets the health status (200..=599); 200 `ok\n`              |
 //! | `/_control/delay?ms=N`       | sets the delay added to every counted request; 200 `ok\n`   |
-//! | `/_control/reset`            | zeroes `requests`, `healthz` and `max_inflight`; 200 `ok\n` |
+//! | `/_control/reset`            | zeroes `requests`, `healthz` and `max_inflight`, forgets every origin resource; 200 `ok\n` |
+//! | `/_control/origin?target=T&…` | sets (or with `clear=1` removes) the origin script of `T`; 200 `ok\n` |
+//! | `/_control/origin-log?target=T` | `hits=N`, then the last 20 requests for `T`, one a line    |
 //! | `/_stats`                    | `requests=N\nhealthz=M\ninflight=K\nmax_inflight=J\n`       |
 //! | `/status/NNN`                | status NNN (200..=599), body `NAME\n`                       |
 //! | `/echo`                      | the request head, byte for byte, as the body                |
 //! | `/cookie`                    | the request's `Cookie` value(s), joined with `; `           |
+//! | `/o/…`                       | the scripted origin (see `origin.rs`): caching headers, conditional requests, hit counts |
 //! | anything else                | 200, body `NAME\n`                                          |
 //!
 //! Any request with a query parameter `delay_ms=N` waits N ms before answering; counted
@@ -43,6 +46,9 @@
 //! bodies (`Content-Length` or `Transfer-Encoding: chunked`) are read and discarded. A
 //! connection idle (or stalled) for 60 s is closed. Malformed input never panics the server:
 //! it gets a 400 and the connection is closed.
+//!
+//! The scripted origin for the cache and compression tests lives in `origin.rs`; this file only
+//! routes `/o/` and its control paths to it (its per-resource state sits behind one mutex).
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -50,6 +56,8 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+mod origin;
 
 /// Largest request head accepted (400 beyond).
 const MAX_HEAD: usize = 64 * 1024;
@@ -72,6 +80,7 @@ struct State {
     healthz: AtomicU64,
     inflight: AtomicU64,
     max_inflight: AtomicU64,
+    origin: origin::Origin,
 }
 
 /// Marks one counted request in flight until dropped (so an early error return still ends it).
@@ -146,6 +155,7 @@ fn main() -> ExitCode {
         healthz: AtomicU64::new(0),
         inflight: AtomicU64::new(0),
         max_inflight: AtomicU64::new(0),
+        origin: origin::Origin::default(),
     });
     loop {
         match listener.accept() {
@@ -347,12 +357,20 @@ enum Framing {
 /// The parts of a request head this server looks at.
 struct Request {
     method: String,
+    /// The request target as sent (origin form; the path and query of an absolute form).
+    target: String,
     path: String,
     query: Vec<(String, String)>,
     keep_alive: bool,
     http10: bool,
     framing: Framing,
     cookies: Vec<String>,
+    /// `If-None-Match`, several fields joined with `, `.
+    if_none_match: Option<String>,
+    /// `If-Modified-Since`, several fields joined with `, ` (then no valid date).
+    if_modified_since: Option<String>,
+    /// `Accept-Encoding`, several fields joined with `, `.
+    accept_encoding: Option<String>,
 }
 
 fn serve(stream: TcpStream, state: &State) {
@@ -421,6 +439,20 @@ fn serve_one(conn: &mut Conn, state: &State) -> Result<bool, Stop> {
         Framing::Length(n) => conn.skip(n)?,
         Framing::Chunked => conn.skip_chunked()?,
     }
+    let connection = match (req.keep_alive, req.http10) {
+        (false, _) => Some("close"),
+        (true, true) => Some("keep-alive"),
+        (true, false) => None,
+    };
+    if req.path.starts_with(origin::PREFIX) {
+        let global_delay = state.delay_ms.load(Ordering::SeqCst);
+        let reply = origin::serve(&state.origin, &req, &state.name, global_delay, connection)
+            .map_err(Stop::Bad)?;
+        // Out of flight before the answer leaves, as below.
+        drop(inflight);
+        reply.write_to(&mut conn.stream)?;
+        return Ok(req.keep_alive);
+    }
 
     let mut delay = 0u64;
     if let Some((_, v)) = req.query.iter().find(|(k, _)| k == "delay_ms") {
@@ -473,8 +505,21 @@ fn serve_one(conn: &mut Conn, state: &State) -> Result<bool, Stop> {
             // Requests still in flight are the new high-water mark.
             let now = state.inflight.load(Ordering::SeqCst);
             state.max_inflight.store(now, Ordering::SeqCst);
+            state.origin.reset();
             (200, b"ok\n".to_vec())
         }
+        "/_control/origin" => {
+            state.origin.control(&req.query).map_err(Stop::Bad)?;
+            (200, b"ok\n".to_vec())
+        }
+        "/_control/origin-log" => (
+            200,
+            state
+                .origin
+                .log(&req.query)
+                .map_err(Stop::Bad)?
+                .into_bytes(),
+        ),
         "/_stats" => {
             let body = format!(
                 "requests={}\nhealthz={}\ninflight={}\nmax_inflight={}\n",
@@ -495,11 +540,6 @@ fn serve_one(conn: &mut Conn, state: &State) -> Result<bool, Stop> {
             }
             None => (200, name_body.into_bytes()),
         },
-    };
-    let connection = match (req.keep_alive, req.http10) {
-        (false, _) => Some("close"),
-        (true, true) => Some("keep-alive"),
-        (true, false) => None,
     };
     let head_only = req.method == "HEAD";
     // Out of flight before the answer leaves: a client that sees the response and sends its
@@ -556,6 +596,7 @@ fn parse_head(head: &[u8]) -> Result<Request, Stop> {
     let (mut length, mut chunked, mut te_seen) = (None::<u64>, false, false);
     let (mut close, mut keep_alive) = (false, false);
     let mut cookies = Vec::new();
+    let (mut if_none_match, mut if_modified_since, mut accept_encoding) = (None, None, None);
     for line in lines {
         let Some((name, value)) = line.split_once(':') else {
             return Err(Stop::Bad("header line without a colon"));
@@ -587,6 +628,12 @@ fn parse_head(head: &[u8]) -> Result<Request, Stop> {
             }
         } else if name.eq_ignore_ascii_case("cookie") {
             cookies.push(value.to_owned());
+        } else if name.eq_ignore_ascii_case("if-none-match") {
+            append_field(&mut if_none_match, value);
+        } else if name.eq_ignore_ascii_case("if-modified-since") {
+            append_field(&mut if_modified_since, value);
+        } else if name.eq_ignore_ascii_case("accept-encoding") {
+            append_field(&mut accept_encoding, value);
         }
     }
     let framing = match (te_seen, length) {
@@ -599,13 +646,28 @@ fn parse_head(head: &[u8]) -> Result<Request, Stop> {
     };
     Ok(Request {
         method: method.to_owned(),
+        target: target.to_owned(),
         path: path.to_owned(),
         query,
         keep_alive: !close && (!http10 || keep_alive),
         http10,
         framing,
         cookies,
+        if_none_match,
+        if_modified_since,
+        accept_encoding,
     })
+}
+
+/// Adds one more field line's value to a list-valued field (`a, b`).
+fn append_field(field: &mut Option<String>, value: &str) {
+    match field {
+        Some(v) => {
+            v.push_str(", ");
+            v.push_str(value);
+        }
+        None => *field = Some(value.to_owned()),
+    }
 }
 
 /// Writes a response with `X-Backend` and `Content-Length` (none for 204 and 304, which have no
