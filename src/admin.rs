@@ -1,6 +1,7 @@
 //! The admin endpoint: `GET /healthz`, `GET /metrics` (Prometheus text), `GET /upstreams`
-//! (JSON), `POST /reload` (re-read TLS certificates) and `POST /upstreams/<cluster>/<addr>/drain`
-//! or `/enable`, served from one ordinary thread, off the data path. A
+//! (JSON), `POST /reload` (re-read TLS certificates), `POST /upstreams/<cluster>/<addr>/drain`
+//! or `/enable`, and `POST /cache/purge?url=URL` (or `?prefix=URL`: every URL starting with
+//! it), served from one ordinary thread, off the data path. A
 //! state-changing call must present the token when one is configured (401 otherwise); other
 //! methods are refused with 405.
 
@@ -9,6 +10,7 @@ use crate::upstreams_view::Upstreams;
 use proxy_core::config::Admin;
 use proxy_core::config::Config;
 use proxy_core::http1::parse_request;
+use proxy_io::cache::{CachePurges, PurgeRule};
 use proxy_io::metrics::{render_prometheus, WorkerStats};
 use proxy_io::shutdown::Shutdown;
 use proxy_io::upstreams::{SharedUpstreams, UpstreamCounters};
@@ -35,6 +37,8 @@ pub struct State {
     pub upstreams: Arc<SharedUpstreams>,
     /// Each worker's upstream counters.
     pub upstream_counters: Vec<Arc<UpstreamCounters>>,
+    /// Where cache purges are published for every worker.
+    pub cache_purges: Arc<CachePurges>,
 }
 
 impl State {
@@ -94,8 +98,9 @@ fn handle(
         }
     };
     let method = head.method_span.of(&buf);
-    let path = head.path.of(&buf);
-    let path = path.split(|&b| b == b'?').next().unwrap_or(path);
+    let target = head.path.of(&buf);
+    let path = target.split(|&b| b == b'?').next().unwrap_or(target);
+    let query = target.get(path.len() + 1..).unwrap_or_default();
     if method != b"GET" && method != b"HEAD" {
         if let Some(t) = token {
             let auth = head.headers.find(&buf, b"authorization");
@@ -123,6 +128,20 @@ fn handle(
                     "text/plain",
                     &format!("reload failed, the certificates in service stay: {e}\n"),
                 ),
+            };
+        }
+        if method == b"POST" && path == b"/cache/purge" {
+            return match purge_rule(query) {
+                Ok((rule, url)) => {
+                    let generation = state.cache_purges.publish(rule);
+                    respond(
+                        &mut conn,
+                        "200 OK",
+                        "text/plain",
+                        &format!("purge {generation} of {url} published: every worker applies it before its next cache lookup\n"),
+                    )
+                }
+                Err(msg) => respond(&mut conn, "400 Bad Request", "text/plain", msg),
             };
         }
         if method == b"POST" && path.starts_with(b"/upstreams/") {
@@ -179,4 +198,72 @@ fn respond(conn: &mut TcpStream, status: &str, ctype: &str, body: &str) -> std::
     );
     conn.write_all(head.as_bytes())?;
     conn.write_all(body.as_bytes())
+}
+
+/// The purge a `/cache/purge` query asks for: `url=URL` (that URL) or `prefix=URL` (every URL
+/// starting with it), percent-encoded.
+fn purge_rule(query: &[u8]) -> Result<(PurgeRule, String), &'static str> {
+    const USAGE: &str = "give url=http://host/path?query (one URL) or prefix=http://host/path \
+                         (every URL starting with it), percent-encoded\n";
+    let mut found = None;
+    for pair in query.split(|&b| b == b'&') {
+        let (name, value) = match pair.iter().position(|&b| b == b'=') {
+            Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+            None => continue,
+        };
+        let prefix = match name {
+            b"url" => false,
+            b"prefix" => true,
+            _ => continue,
+        };
+        if found.is_some() {
+            return Err(USAGE);
+        }
+        let url = percent_decode(value).ok_or(USAGE)?;
+        let rule = PurgeRule::for_url(&url, prefix).ok_or(USAGE)?;
+        found = Some((rule, url));
+    }
+    found.ok_or(USAGE)
+}
+
+/// Decodes `%XX` escapes and `+` (a space); `None` for a bad escape or non-UTF-8 text.
+fn percent_decode(v: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(v.len());
+    let mut i = 0;
+    while i < v.len() {
+        match v[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(v.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod purge_tests {
+    use super::*;
+
+    #[test]
+    fn purge_queries_name_one_url_or_a_prefix() {
+        let (rule, url) = purge_rule(b"url=http%3A%2F%2Fa.test%2Fx%3Fy%3D1").unwrap();
+        assert_eq!(url, "http://a.test/x?y=1");
+        assert_eq!(Some(rule), PurgeRule::for_url("http://a.test/x?y=1", false));
+        let (rule, _) = purge_rule(b"prefix=https://a.test/img/").unwrap();
+        assert!(matches!(rule, PurgeRule::Prefix(_)));
+        assert!(purge_rule(b"").is_err());
+        assert!(purge_rule(b"url=a.test/x").is_err());
+        assert!(purge_rule(b"url=http://a.test/x&prefix=http://a.test/").is_err());
+        assert!(purge_rule(b"url=%zz").is_err());
+    }
 }

@@ -188,6 +188,23 @@ pub struct Cli {
     /// Balancing of the `--upstream` cluster.
     #[command(flatten)]
     pub lb: LbFlags,
+
+    /// Caching and compression on the `--upstream` route.
+    #[command(flatten)]
+    pub accel: AccelFlags,
+}
+
+/// Web acceleration on the catch-all route `--upstream` builds (the route keys `cache` and
+/// `compress`).
+#[derive(Debug, clap::Args)]
+pub struct AccelFlags {
+    /// Cache responses of the --upstream route in memory, this much in all (e.g. 256MiB).
+    #[arg(global = true, long, value_name = "SIZE", value_parser = size)]
+    pub cache_max_bytes: Option<u64>,
+
+    /// Compress responses of the --upstream route (br, zstd, gzip) for clients that ask.
+    #[arg(global = true, long)]
+    pub compress: bool,
 }
 
 /// Balancing flags for the cluster `--upstream` builds (`[[clusters]]` keys of the same name).

@@ -12,6 +12,7 @@ use clap::Parser;
 use cli::{Cli, Command};
 use proxy_core::config::Config;
 use proxy_io::access_log::AccessLogSink;
+use proxy_io::cache::CachePurges;
 use proxy_io::health::spawn_health_checker;
 use proxy_io::listener::bind_reuseport;
 use proxy_io::metrics::WorkerStats;
@@ -164,6 +165,7 @@ fn run(
         .map(|_| UpstreamCounters::new(&config))
         .collect();
     let shared = Arc::new(SharedUpstreams::new(&config));
+    let cache_purges = Arc::new(CachePurges::default());
     let config = Arc::new(config);
     let mut specs = Vec::with_capacity(workers);
     for (index, listeners) in per_worker.into_iter().enumerate() {
@@ -186,6 +188,8 @@ fn run(
             release_memory: Some(release_memory),
             upstreams: shared.clone(),
             upstream_counters: upstream_counters[index].clone(),
+            cache_purges: cache_purges.clone(),
+            workers,
         });
     }
     let handles = spawn_workers(specs).map_err(|e| e.to_string())?;
@@ -219,6 +223,7 @@ fn run(
                 config: config.clone(),
                 upstreams: shared.clone(),
                 upstream_counters: upstream_counters.clone(),
+                cache_purges: cache_purges.clone(),
             },
             shutdown.clone(),
             tls.listeners.clone(),

@@ -4,8 +4,9 @@
 
 use crate::cli::{Cli, H2Flags};
 use proxy_core::config::{
-    Config, FileCertificate, FileCluster, FileConfig, FileEndpoint, FileHealth, FileHttp2,
-    FileListener, FileListenerTls, FileRetry, FileRoute, FileUpstreamTls, Quantity,
+    Config, FileCache, FileCertificate, FileCluster, FileCompress, FileConfig, FileEndpoint,
+    FileHealth, FileHttp2, FileListener, FileListenerTls, FileRetry, FileRoute, FileUpstreamTls,
+    Quantity,
 };
 use std::net::SocketAddr;
 use std::path::Path;
@@ -157,6 +158,11 @@ fn apply_flags(cli: &Cli, file: &mut FileConfig) -> Result<(), String> {
             host: None,
             path_prefix: None,
             cluster: "default".into(),
+            cache: cli.accel.cache_max_bytes.map(|m| FileCache {
+                max_bytes: Some(Quantity::Int(m)),
+                ..FileCache::default()
+            }),
+            compress: cli.accel.compress.then(FileCompress::default),
         });
     }
     Ok(())

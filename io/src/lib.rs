@@ -9,6 +9,7 @@
 //! application concerns: no CLI, no config files.
 
 pub mod access_log;
+pub mod cache;
 pub mod health;
 pub mod listener;
 pub mod metrics;

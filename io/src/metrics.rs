@@ -39,6 +39,11 @@ impl Counter {
         );
     }
 
+    /// Sets a gauge (or a counter published from elsewhere).
+    pub fn set(&self, n: u64) {
+        self.0.store(n, Ordering::Relaxed);
+    }
+
     /// The current value, from any thread.
     #[inline]
     pub fn get(&self) -> u64 {
@@ -79,6 +84,26 @@ pub struct WorkerStats {
     pub h2_streams: Counter,
     /// HTTP/2 connections closed for a flood (GOAWAY ENHANCE_YOUR_CALM).
     pub h2_floods: Counter,
+    /// Requests answered from the cache while fresh.
+    pub cache_hits: Counter,
+    /// Cacheable requests that went upstream (nothing usable stored).
+    pub cache_misses: Counter,
+    /// Stale stored responses served (stale-while-revalidate, stale-if-error).
+    pub cache_stale: Counter,
+    /// Stored responses revalidated by a 304.
+    pub cache_revalidated: Counter,
+    /// Requests on a caching route that went around the cache.
+    pub cache_bypass: Counter,
+    /// Responses stored.
+    pub cache_stored: Counter,
+    /// Bytes held by this worker's caches (gauge, refreshed each second).
+    pub cache_bytes: Counter,
+    /// Responses (variants) held by this worker's caches (gauge, refreshed each second).
+    pub cache_entries: Counter,
+    /// Stored responses evicted for room (refreshed each second).
+    pub cache_evictions: Counter,
+    /// Responses compressed (streamed, or a stored variant made).
+    pub compressed: Counter,
     /// The driver this worker runs on, set once at start.
     pub driver: OnceLock<DriverInfo>,
     /// The CPU this worker is pinned to, if pinning succeeded.
@@ -141,6 +166,20 @@ pub fn render_prometheus(
         "Client connections accepted.",
         "counter",
         &|w| w.connections_accepted.get(),
+    );
+    counter(
+        &mut out,
+        "ringway_cache_bytes",
+        "Bytes held by the cache (refreshed each second).",
+        "gauge",
+        &|w| w.cache_bytes.get(),
+    );
+    counter(
+        &mut out,
+        "ringway_cache_entries",
+        "Responses (variants) held by the cache (refreshed each second).",
+        "gauge",
+        &|w| w.cache_entries.get(),
     );
     counter(
         &mut out,
@@ -221,6 +260,46 @@ pub fn render_prometheus(
             "ringway_h2_floods_total",
             "HTTP/2 connections closed with GOAWAY(ENHANCE_YOUR_CALM) for a PING, SETTINGS, control-frame or empty-DATA flood.",
             |w| w.h2_floods.get(),
+        ),
+        (
+            "ringway_cache_hits_total",
+            "Requests answered from the cache while fresh.",
+            |w| w.cache_hits.get(),
+        ),
+        (
+            "ringway_cache_misses_total",
+            "Cacheable requests that went upstream.",
+            |w| w.cache_misses.get(),
+        ),
+        (
+            "ringway_cache_stale_total",
+            "Stale stored responses served (stale-while-revalidate, stale-if-error).",
+            |w| w.cache_stale.get(),
+        ),
+        (
+            "ringway_cache_revalidated_total",
+            "Stored responses revalidated by a 304 from upstream.",
+            |w| w.cache_revalidated.get(),
+        ),
+        (
+            "ringway_cache_bypass_total",
+            "Requests on a caching route that went around the cache.",
+            |w| w.cache_bypass.get(),
+        ),
+        (
+            "ringway_cache_stored_total",
+            "Responses stored in the cache.",
+            |w| w.cache_stored.get(),
+        ),
+        (
+            "ringway_cache_evictions_total",
+            "Stored responses evicted to make room (refreshed each second).",
+            |w| w.cache_evictions.get(),
+        ),
+        (
+            "ringway_compressed_total",
+            "Responses compressed (streamed, or a stored variant made).",
+            |w| w.compressed.get(),
         ),
     ] {
         counter(&mut out, name, help, "counter", &get);

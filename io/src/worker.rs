@@ -61,6 +61,10 @@ pub struct WorkerSpec {
     pub upstreams: Arc<crate::upstreams::SharedUpstreams>,
     /// This worker's per-endpoint and per-cluster counters.
     pub upstream_counters: Arc<crate::upstreams::UpstreamCounters>,
+    /// Cache purges published by the admin address, shared by every worker.
+    pub cache_purges: Arc<crate::cache::CachePurges>,
+    /// How many workers the process runs (they split the cache budgets evenly).
+    pub workers: usize,
 }
 
 /// A running worker.
@@ -182,6 +186,8 @@ pub(crate) struct WorkerCtx {
     pub(crate) slots: Vec<Rc<proxy::Slots>>,
     /// The HTTP/2 connection to each endpoint of an HTTP/2 cluster, per endpoint id.
     pub(crate) h2_upstreams: Vec<proxy::H2Upstream>,
+    /// This worker's HTTP caches (one store per caching route).
+    pub(crate) cache: crate::cache::WorkerCache,
 }
 
 impl WorkerCtx {
@@ -229,6 +235,7 @@ impl WorkerCtx {
                 })
                 .collect(),
             release_memory: spec.release_memory,
+            cache: crate::cache::WorkerCache::new(cfg, spec.workers, spec.cache_purges.clone()),
             authorities: cfg
                 .clusters
                 .iter()
@@ -360,6 +367,10 @@ async fn maintain(ctx: Rc<WorkerCtx>) {
         }
         ctx.upstreams.sweep(Instant::now());
         ctx.publish_lb_stats();
+        let c = ctx.cache.stats();
+        ctx.stats.cache_bytes.set(c.bytes as u64);
+        ctx.stats.cache_entries.set(c.entries as u64);
+        ctx.stats.cache_evictions.set(c.evictions);
         let freed = ctx.buffers.trim() + ctx.bulk.trim();
         // Connections that closed freed what they held themselves (an HTTP/2 connection's
         // codec buffers are about 20 KiB): hand those pages back too.

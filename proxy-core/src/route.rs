@@ -76,6 +76,10 @@ pub struct Route {
     pub path_prefix: String,
     /// The cluster requests matching this route go to.
     pub cluster: ClusterId,
+    /// Index of this route's cache settings in `Config::caches`, if it caches.
+    pub cache: Option<usize>,
+    /// Index of this route's compression settings in `Config::compressions`, if it compresses.
+    pub compress: Option<usize>,
 }
 
 /// The compiled route table, ordered most specific first.
@@ -96,10 +100,14 @@ impl Router {
 
     /// The cluster for a request to `host` (without port) and `path`, if any route matches.
     pub fn route(&self, host: Option<&[u8]>, path: &[u8]) -> Option<ClusterId> {
+        self.matched(host, path).map(|r| r.cluster)
+    }
+
+    /// The route a request to `host` (without port) and `path` takes, if any.
+    pub fn matched(&self, host: Option<&[u8]>, path: &[u8]) -> Option<&Route> {
         self.routes
             .iter()
             .find(|r| path.starts_with(r.path_prefix.as_bytes()) && r.host.matches(host))
-            .map(|r| r.cluster)
     }
 
     /// The routes, most specific first.
@@ -117,6 +125,8 @@ mod tests {
             host: HostMatch::parse(host).unwrap(),
             path_prefix: prefix.into(),
             cluster,
+            cache: None,
+            compress: None,
         }
     }
 

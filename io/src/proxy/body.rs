@@ -199,6 +199,18 @@ pub(crate) enum Relay<'a> {
     /// Re-framed in Ringway's own chunked coding through this scratch buffer (chunked
     /// request bodies, see [`BodyTracker::advance_reframing`]).
     Rechunk(&'a mut Vec<u8>),
+    /// The payload compressed (and chunk-framed) on the way (responses Ringway compresses).
+    Compress(&'a mut super::cached::Compressing),
+}
+
+/// What a pump does besides relaying: a cap on a chunked body's payload, and a copy of the body
+/// for the cache.
+#[derive(Default)]
+pub(crate) struct PumpExtra<'a> {
+    /// Caps a chunked body's payload.
+    pub(crate) limit: Option<u64>,
+    /// Sees every wire byte of the body relayed.
+    pub(crate) capture: Option<&'a mut super::cached::Capture>,
 }
 
 /// Timeouts for the two sides of a pump.
@@ -274,18 +286,19 @@ fn delivered(dst: &Timed, written: u64) -> u64 {
 /// Moves the rest of a body from `src` to `dst`.
 ///
 /// `buf` holds bytes already read from `src` (possibly including bytes past the body, which are
-/// left in it when the body ends: they are the next message). `limit` caps a chunked body's
-/// payload. `relay` says what is written for the bytes read. Returns the number of bytes written
-/// to `dst`.
+/// left in it when the body ends: they are the next message). `extra.limit` caps a chunked
+/// body's payload; `extra.capture` gets a copy of the body's wire bytes. `relay` says what is
+/// written for the bytes read. Returns the number of bytes written to `dst`.
 pub(crate) async fn pump(
     src: &mut Timed,
     dst: &mut Timed,
     buf: &mut Vec<u8>,
     body: &mut BodyTracker,
     timeouts: PumpTimeouts,
-    limit: Option<u64>,
+    extra: PumpExtra<'_>,
     mut relay: Relay<'_>,
 ) -> Result<u64, PumpError> {
+    let PumpExtra { limit, mut capture } = extra;
     let mut written = 0u64;
     // The minimum rate watches one side only; the clock is read only for that side.
     let (mut src_rate, mut dst_rate) = match timeouts.client_rate {
@@ -324,7 +337,11 @@ pub(crate) async fn pump(
                 out.clear();
                 body.advance_reframing(buf, out)?
             }
+            Relay::Compress(c) => c.step(body, buf)?,
         };
+        if let Some(c) = capture.as_deref_mut() {
+            c.feed(&buf[..consumed]);
+        }
         if body.over_limit(limit) {
             return Err(PumpError::TooLarge);
         }
@@ -358,7 +375,13 @@ pub(crate) async fn pump(
                 **out = o;
                 (res, n)
             }
-            Relay::Dechunk(_) | Relay::Rechunk(_) => (Ok(()), 0),
+            Relay::Compress(c) if !c.out.is_empty() => {
+                let n = c.out.len();
+                let (res, o) = dst.write_all(std::mem::take(&mut c.out), limit).await;
+                c.out = o;
+                (res, n)
+            }
+            Relay::Dechunk(_) | Relay::Rechunk(_) | Relay::Compress(_) => (Ok(()), 0),
         };
         written += n as u64;
         if let (Some(r), Some(since)) = (&mut dst_rate, since) {

@@ -1,7 +1,10 @@
 //! One request/response exchange on a client connection: route, forward, stream back, decide
 //! whether the connection stays open.
 
-use super::body::{pump, BodyTracker, ClientSide, MinRate, PumpError, PumpTimeouts, Relay};
+use super::body::{
+    pump, BodyTracker, ClientSide, MinRate, PumpError, PumpExtra, PumpTimeouts, Relay,
+};
+use super::cached::{self, AccelPlan, Hit, OnResponse, Planned};
 use super::h2::H1Request;
 use super::retry::Attempts;
 use super::upstream::{ForwardFail, Forwarded};
@@ -19,13 +22,13 @@ use std::time::Instant;
 
 /// The facts about a request that outlive its parsed head.
 #[derive(Debug, Clone, Copy)]
-struct Request {
-    method: Method,
-    version: Version,
-    keep_alive: bool,
+pub(super) struct Request {
+    pub(super) method: Method,
+    pub(super) version: Version,
+    pub(super) keep_alive: bool,
     upgrade: bool,
     framing: BodyFraming,
-    head_len: usize,
+    pub(super) head_len: usize,
 }
 
 impl Request {
@@ -51,12 +54,18 @@ struct Prepared {
     /// The rewritten head plus the body bytes that came with it.
     out: Vec<u8>,
     body: BodyTracker,
+    /// What the cache and compression do for this request (small: its cache part is boxed).
+    accel: AccelPlan,
 }
 
 /// The outcome of looking at a request head, before any upstream is involved.
+// A return value consumed at once, never stored: boxing `Prepared` would allocate per request.
+#[allow(clippy::large_enum_variant)]
 enum Decision {
     Forward(Prepared),
     Answer(Request, Status),
+    /// A stored response answers the request.
+    Hit(Request, Box<Hit>),
 }
 
 /// The facts about a response that outlive its parsed head.
@@ -170,12 +179,18 @@ impl Client {
             expect_continue,
             mut out,
             mut body,
+            mut accel,
         } = match decision {
             Decision::Forward(p) => p,
             Decision::Answer(req, status) => {
                 return self
                     .answer_early(ctx, cfg, cbuf, &req, status, started)
                     .await
+            }
+            Decision::Hit(req, hit) => {
+                cbuf.drain(..req.head_len);
+                self.buf = Some(cbuf);
+                return self.serve_hit(ctx, cfg, &req, &hit, started).await;
             }
         };
         if expect_continue {
@@ -200,6 +215,47 @@ impl Client {
                 .exchange_via_h2(ctx, cfg, (cluster, ep), out, cbuf, body, facts, started)
                 .await;
         }
+        // Coalescing, stale-while-revalidate and revalidation of a stored response.
+        let mut fetch = None;
+        let mut refresh_only = false;
+        if let Some(creq) = accel.cache.as_mut() {
+            if creq.stale_first {
+                if let Some((_, entry)) = &creq.stored {
+                    let hit = cached::stale(creq, entry.clone(), cached::now_secs());
+                    ctx.stats.cache_stale.inc();
+                    // The client has its answer; the exchange below only refreshes the entry.
+                    let sent = self.write_hit(ctx, cfg, &hit, false, req.version).await;
+                    let Some(sent) = sent else {
+                        ctx.buffers.give(out);
+                        self.buf = Some(cbuf);
+                        return Next::Close;
+                    };
+                    ctx.stats.count_response(hit.code());
+                    self.log(ctx, hit.code(), sent, started, None);
+                    refresh_only = true;
+                }
+            } else if creq.stored.is_none() {
+                match ctx.cache.begin_fetch(creq.id, &creq.key) {
+                    Ok(guard) => fetch = Some(guard),
+                    Err(gate) => {
+                        // Another request fetches this key on this worker: wait for it, then
+                        // look again (and go upstream if it left nothing usable).
+                        let _ = monoio::time::timeout(cfg.timeouts.upstream_response, gate.wait())
+                            .await;
+                        if let Some(hit) =
+                            cached::relookup(ctx, cfg, creq, accel.compress_route, accel.compress)
+                        {
+                            ctx.buffers.give(out);
+                            self.buf = Some(cbuf);
+                            return self.serve_hit(ctx, cfg, &req, &hit, started).await;
+                        }
+                    }
+                }
+            }
+            if let (Some((_, entry)), false) = (&creq.stored, creq.client_conditional) {
+                cached::add_validators(&mut out, entry);
+            }
+        }
         // Safe to send twice: idempotent, and the whole body (if any) is already in `out`.
         let retryable = req.method.is_idempotent() && body.is_done();
 
@@ -213,7 +269,11 @@ impl Client {
                 &mut cbuf,
                 &mut body,
                 retryable,
-                req.version,
+                if refresh_only {
+                    Version::Http10
+                } else {
+                    req.version
+                },
             )
             .await;
         let ep = attempts.ep;
@@ -228,6 +288,16 @@ impl Client {
             Err(fail) => {
                 ctx.buffers.give(out);
                 self.buf = Some(cbuf);
+                if refresh_only {
+                    return self.after_refresh(&req, ctx);
+                }
+                if let Some(hit) = accel
+                    .cache
+                    .as_mut()
+                    .and_then(|c| cached::stale_on_error(ctx, c))
+                {
+                    return self.serve_hit(ctx, cfg, &req, &hit, started).await;
+                }
                 let ForwardFail::Answer(status) = fail else {
                     return Next::Close;
                 };
@@ -237,6 +307,71 @@ impl Client {
                 return if close { Next::Close } else { Next::KeepAlive };
             }
         };
+        if let Some((id, key)) = accel.invalidate.take() {
+            if proxy_core::cache::policy::invalidates(req.method, rhead.status) {
+                if let Some(store) = ctx.cache.store(id) {
+                    store.borrow_mut().remove(&key);
+                }
+            }
+        }
+        let mut capture = None;
+        if let Some(creq) = accel.cache.as_mut() {
+            match cached::on_response(ctx, cfg, creq, &ubuf, &rhead) {
+                OnResponse::Serve(hit) => {
+                    // A 304 (or an error standing in for one) is not forwarded: the stored
+                    // response is. A bodiless 304 leaves the connection reusable.
+                    let reusable = rhead.status == 304 && !rhead.close;
+                    let head_len = rhead.head_len;
+                    ubuf.drain(..head_len.min(ubuf.len()));
+                    if reusable && ubuf.is_empty() {
+                        ctx.upstreams.put(ep.id, up, Instant::now());
+                    }
+                    drop(slot);
+                    ctx.recycle(ubuf);
+                    ctx.buffers.give(out);
+                    self.buf = Some(cbuf);
+                    if refresh_only {
+                        return self.after_refresh(&req, ctx);
+                    }
+                    return self.serve_hit(ctx, cfg, &req, &hit, started).await;
+                }
+                OnResponse::Forward(c) => capture = c,
+            }
+        }
+        if refresh_only {
+            // Nobody waits for these bytes: read the new response into the store.
+            let mut rbody = BodyTracker::new(rhead.framing(req.method));
+            let (head_len, close) = (rhead.head_len, rhead.close);
+            ubuf.drain(..head_len);
+            let read = cached::read_into(
+                &mut up,
+                &mut ubuf,
+                &mut rbody,
+                &mut capture,
+                cfg.timeouts.upstream_response,
+            )
+            .await;
+            if let (Some(c), Some(creq)) = (capture, accel.cache.as_ref()) {
+                c.finish(ctx, creq);
+            }
+            if read.is_ok() && !close && ubuf.is_empty() {
+                ctx.upstreams.put(ep.id, up, Instant::now());
+            }
+            drop(slot);
+            ctx.recycle(ubuf);
+            ctx.buffers.give(out);
+            self.buf = Some(cbuf);
+            return self.after_refresh(&req, ctx);
+        }
+        // Compression: the coding and level, when this response gets it.
+        let compress_settings = accel.compress_route.and_then(|ci| cfg.compressions.get(ci));
+        let compressible = compress_settings
+            .is_some_and(|c| cached::should_compress(c, &ubuf, &rhead, req.method));
+        let compress = accel
+            .compress
+            .zip(compress_settings)
+            .filter(|_| compressible && req.version == Version::Http11)
+            .map(|(enc, c)| (enc, c.level(enc)));
         // The response head is turned into facts and the client's head synchronously, and moved
         // into that step, so its spans are not part of the connection's future.
         let hsts = self.tls.as_ref().and_then(|t| t.hsts()).filter(|_| {
@@ -247,7 +382,7 @@ impl Client {
         });
         let (facts, close, dechunk, valid_upgrade) =
             respond_head(rhead, &req, &ubuf, ctx.drain.is_fired(), &mut out);
-        if let (Some(v), true) = (hsts, valid_upgrade) {
+        if let Some(v) = hsts.filter(|_| valid_upgrade) {
             append_response_field(&mut out, b"Strict-Transport-Security", v.as_bytes());
         }
         if let Some(name) = &cfg.clusters[cluster].balance.sticky_cookie {
@@ -255,6 +390,9 @@ impl Client {
             if let (Some(t), true) = (token, valid_upgrade && token != keys.sticky) {
                 append_response_field(&mut out, b"Set-Cookie", &sticky_set_cookie(name, t));
             }
+        }
+        if valid_upgrade {
+            cached::mark_head(&accel, compress.map(|(e, _)| e), compressible, &mut out);
         }
         if !valid_upgrade {
             ctx.buffers.give(ubuf);
@@ -280,8 +418,15 @@ impl Client {
 
         // The response head, plus the body bytes that arrived with it, in one write.
         let mut rbody = BodyTracker::new(facts.framing);
+        let mut compressing = compress.map(|(enc, level)| {
+            ctx.stats.compressed.inc();
+            cached::Compressing::new(enc, level)
+        });
         let avail = &ubuf[facts.head_len..];
-        let taken = if dechunk {
+        let taken = if let Some(c) = compressing.as_mut() {
+            c.step(&mut rbody, avail)
+                .inspect(|_| out.extend_from_slice(&c.out))
+        } else if dechunk {
             rbody.advance_decoding(avail, &mut out)
         } else if avail.len() <= out.capacity() - out.len() {
             rbody
@@ -296,6 +441,9 @@ impl Client {
             self.buf = Some(cbuf);
             return self.bad_upstream_answer(ctx, cfg, started, ep.id).await;
         };
+        if let Some(c) = capture.as_mut() {
+            c.feed(&avail[..taken]);
+        }
         ubuf.drain(..facts.head_len + taken);
         // The minimum rate covers this first write too: a reader with a tiny window blocks it.
         let rate = cfg
@@ -315,10 +463,16 @@ impl Client {
                 client_rate: rate.map(|r| r.after_writing(sent, write_started.elapsed())),
             };
             ctx.upsize_for(&mut ubuf, &rbody);
-            let relay = if dechunk {
+            let relay = if let Some(c) = compressing.as_mut() {
+                Relay::Compress(c)
+            } else if dechunk {
                 Relay::Dechunk(&mut out)
             } else {
                 Relay::Raw
+            };
+            let extra = PumpExtra {
+                limit: None,
+                capture: capture.as_deref_mut(),
             };
             match pump(
                 &mut up,
@@ -326,7 +480,7 @@ impl Client {
                 &mut ubuf,
                 &mut rbody,
                 timeouts,
-                None,
+                extra,
                 relay,
             )
             .await
@@ -341,6 +495,12 @@ impl Client {
                 }
             }
         }
+        if complete {
+            if let (Some(c), Some(creq)) = (capture, accel.cache.as_ref()) {
+                c.finish(ctx, creq);
+            }
+        }
+        drop(fetch);
         if complete
             && !facts.upstream_close
             && facts.framing != BodyFraming::UntilClose
@@ -394,14 +554,28 @@ impl Client {
         if self.misdirected(head.host_name(cbuf)) {
             return Decision::Answer(req, Status::MisdirectedRequest);
         }
-        let Some(cluster) = cfg.router.route(head.host_name(cbuf), head.path.of(cbuf)) else {
+        let Some(route) = cfg.router.matched(head.host_name(cbuf), head.path.of(cbuf)) else {
             return Decision::Answer(req, Status::NotFound);
         };
+        let cluster = route.cluster;
         if let (BodyFraming::Length(n), Some(max)) = (req.framing, cfg.limits.max_body_bytes) {
             if n > max {
                 return Decision::Answer(req, Status::PayloadTooLarge);
             }
         }
+        let accel = if route.cache.is_some() || route.compress.is_some() {
+            let scheme: &[u8] = if self.tls.is_some() {
+                b"https"
+            } else {
+                b"http"
+            };
+            match cached::plan(ctx, cfg, route, head, cbuf, scheme) {
+                Planned::Hit(hit) => return Decision::Hit(req, hit),
+                Planned::Plan(p) => *p,
+            }
+        } else {
+            AccelPlan::default()
+        };
         let c = &cfg.clusters[cluster];
         let keys = request_keys(&c.balance, head, cbuf, self.ip.as_bytes());
         let Some(ep) = ctx.pick(cluster, keys.hash, keys.sticky, &[]) else {
@@ -447,6 +621,7 @@ impl Client {
             expect_continue,
             out,
             body,
+            accel,
         })
     }
 

@@ -7,6 +7,7 @@
 //! an answer: a canned status before the response head has gone out, a close after.
 
 mod body;
+mod cached;
 
 pub(crate) use body::{write_hex, BodyTracker};
 pub(crate) use guard::spawn_connection_task;

@@ -2,7 +2,9 @@
 //! stream its body, and read the response head, retrying once on a fresh connection when a
 //! reused one turns out to be dead and the request is safe to repeat.
 
-use super::body::{pump, BodyTracker, ClientSide, MinRate, PumpError, PumpTimeouts, Relay};
+use super::body::{
+    pump, BodyTracker, ClientSide, MinRate, PumpError, PumpExtra, PumpTimeouts, Relay,
+};
 use super::retry::{Attempts, Failure};
 use super::slots::Slot;
 use super::Client;
@@ -215,7 +217,11 @@ impl Client {
                 } else {
                     Relay::Raw
                 };
-                let res = pump(&mut self.io, &mut up, cbuf, body, timeouts, limit, relay).await;
+                let extra = PumpExtra {
+                    limit,
+                    capture: None,
+                };
+                let res = pump(&mut self.io, &mut up, cbuf, body, timeouts, extra, relay).await;
                 ctx.downsize(cbuf);
                 let fail = match res {
                     Ok(_) => None,

@@ -45,6 +45,8 @@ impl Proxy {
                 host: None,
                 path_prefix: None,
                 cluster: "up".into(),
+                cache: None,
+                compress: None,
             }],
             clusters: vec![FileCluster {
                 name: "up".into(),
@@ -91,6 +93,8 @@ impl Proxy {
                 release_memory: None,
                 upstreams: shared.clone(),
                 upstream_counters: proxy_io::upstreams::UpstreamCounters::new(&config),
+                cache_purges: Arc::new(proxy_io::cache::CachePurges::default()),
+                workers,
             })
             .collect();
         let handles = spawn_workers(specs).expect("workers start");

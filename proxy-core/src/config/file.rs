@@ -136,6 +136,10 @@ pub struct FileRoute {
     pub path_prefix: Option<String>,
     /// The name of a `[[clusters]]` entry.
     pub cluster: String,
+    /// Cache responses of this route (RFC 9111 shared cache, in memory, per worker).
+    pub cache: Option<super::accel::FileCache>,
+    /// Compress responses of this route for clients that accept it.
+    pub compress: Option<super::accel::FileCompress>,
 }
 
 /// One `[[clusters]]` entry.

@@ -2,6 +2,7 @@
 //! resolved into once, where every value has been checked and defaulted. Nothing downstream
 //! re-validates; an invalid [`Config`] cannot be built. Errors name the key and say why.
 
+pub mod accel;
 mod cluster;
 mod file;
 mod http2;
@@ -9,6 +10,7 @@ pub mod lb;
 mod tls;
 mod units;
 
+pub use accel::{CacheSettings, CompressSettings, FileCache, FileCompress};
 pub use cluster::{Cluster, DnsName, Endpoint, UpstreamProtocol};
 pub use file::{
     FileCluster, FileConfig, FileEndpoint, FileLimits, FileListener, FileProxy, FileRoute,
@@ -174,6 +176,10 @@ pub struct Config {
     pub clusters: Vec<Cluster>,
     /// HTTP/2 settings.
     pub http2: Http2,
+    /// Cache settings of the routes that cache (`Route::cache` indexes this).
+    pub caches: Vec<CacheSettings>,
+    /// Compression settings of the routes that compress (`Route::compress` indexes this).
+    pub compressions: Vec<CompressSettings>,
 }
 
 impl Config {
@@ -252,7 +258,7 @@ impl Config {
         let http2 = http2::resolve_http2(&file.http2, &limits, &timeouts)?;
         let listeners = resolve_listeners(&file.listeners, http2.enabled)?;
         let clusters = cluster::resolve_clusters(&file.clusters, &timeouts)?;
-        let router = resolve_routes(&file.routes, &clusters)?;
+        let (router, caches, compressions) = resolve_routes(&file.routes, &clusters)?;
         Ok(Config {
             server,
             timeouts,
@@ -263,6 +269,8 @@ impl Config {
             router,
             clusters,
             http2,
+            caches,
+            compressions,
         })
     }
 }
@@ -404,7 +412,10 @@ fn resolve_listeners(raw: &[FileListener], http2: bool) -> Result<Vec<Listener>,
         .collect()
 }
 
-fn resolve_routes(raw: &[FileRoute], clusters: &[Cluster]) -> Result<Router, ConfigError> {
+/// The route table, and the cache and compression settings its routes refer to.
+type Routes = (Router, Vec<CacheSettings>, Vec<CompressSettings>);
+
+fn resolve_routes(raw: &[FileRoute], clusters: &[Cluster]) -> Result<Routes, ConfigError> {
     if raw.is_empty() {
         return err(
             "routes",
@@ -412,6 +423,7 @@ fn resolve_routes(raw: &[FileRoute], clusters: &[Cluster]) -> Result<Router, Con
         );
     }
     let mut routes = Vec::with_capacity(raw.len());
+    let (mut caches, mut compressions) = (Vec::new(), Vec::new());
     for (i, r) in raw.iter().enumerate() {
         let key = format!("routes[{i}]");
         let Some(cluster) = clusters.iter().position(|c| c.name == r.cluster) else {
@@ -429,13 +441,29 @@ fn resolve_routes(raw: &[FileRoute], clusters: &[Cluster]) -> Result<Router, Con
                 "must start with / and contain no spaces",
             );
         }
+        let cache = match &r.cache {
+            None => None,
+            Some(c) => {
+                caches.push(accel::resolve_cache(c, &key)?);
+                Some(caches.len() - 1)
+            }
+        };
+        let compress = match &r.compress {
+            None => None,
+            Some(c) => {
+                compressions.push(accel::resolve_compress(c, &key)?);
+                Some(compressions.len() - 1)
+            }
+        };
         routes.push(Route {
             host,
             path_prefix,
             cluster,
+            cache,
+            compress,
         });
     }
-    Ok(Router::new(routes))
+    Ok((Router::new(routes), caches, compressions))
 }
 
 #[cfg(test)]

@@ -1,0 +1,939 @@
+//! Web acceleration on the HTTP/1 exchange: what the cache and compression do for one request
+//! (decided from its head, before any upstream is involved), serving a stored response, and
+//! what happens to the upstream's answer (store it, refresh a stored one from a 304, fall back
+//! to a stale one on an error, compress it). The semantics are `proxy_core::cache::policy`'s;
+//! the per-worker stores and coalescing are `crate::cache`'s. Nothing here holds a parsed head
+//! across an `.await`.
+
+use super::body::{BodyTracker, PumpError};
+use super::{Client, Next};
+use crate::cache::Entry;
+use crate::stream::Timed;
+use crate::worker::WorkerCtx;
+use bytes::Bytes;
+use proxy_core::cache::control::{RequestControl, ResponseControl};
+use proxy_core::cache::date::parse_http_date;
+use proxy_core::cache::head::{field, stored_head, ServedHead};
+use proxy_core::cache::key::{primary_key, secondary_key, vary_names};
+use proxy_core::cache::policy::{self, RequestFacts, ResponseMeta, Serve};
+use proxy_core::compress::{content_type_matches, negotiate, Encoder, Encoding};
+use proxy_core::config::{CacheSettings, CompressSettings, Config};
+use proxy_core::http1::{parse_request, BodyFraming, Method, RequestHead, ResponseHead, Version};
+use proxy_core::route::Route;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// What the cache reports in its status field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CacheStatus {
+    Hit,
+    Miss,
+    Stale,
+    Revalidated,
+    Bypass,
+}
+
+impl CacheStatus {
+    fn text(self) -> &'static [u8] {
+        match self {
+            CacheStatus::Hit => b"HIT",
+            CacheStatus::Miss => b"MISS",
+            CacheStatus::Stale => b"STALE",
+            CacheStatus::Revalidated => b"REVALIDATED",
+            CacheStatus::Bypass => b"BYPASS",
+        }
+    }
+}
+
+/// Seconds since the epoch, as the cache counts time.
+pub(super) fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// What web acceleration does for one request.
+#[derive(Default)]
+pub(super) struct AccelPlan {
+    /// The route's cache takes part (lookup done, the response may be stored). Boxed: the
+    /// plan lives in the connection's future, and most requests have no cache part.
+    pub(super) cache: Option<Box<CacheReq>>,
+    /// The route caches but this request goes around it (`BYPASS`), with the status field name.
+    pub(super) bypass: Option<Rc<str>>,
+    /// A successful unsafe request removes this key from this cache.
+    pub(super) invalidate: Option<(usize, Vec<u8>)>,
+    /// The route compresses GET responses: the index of its settings.
+    pub(super) compress_route: Option<usize>,
+    /// The coding the client accepts, when the route compresses.
+    pub(super) compress: Option<Encoding>,
+}
+
+/// The cache's part in one request.
+pub(super) struct CacheReq {
+    pub(super) id: usize,
+    pub(super) key: Vec<u8>,
+    pub(super) control: RequestControl,
+    pub(super) method: Method,
+    pub(super) authorization: bool,
+    /// The client sent its own validators: its conditional request goes upstream as it is, and
+    /// a 304 answer is passed on, not stored.
+    pub(super) client_conditional: bool,
+    /// A copy of the request head, for the `Vary` key of a response that is stored.
+    pub(super) req_head: Vec<u8>,
+    /// A stored variant that must be revalidated (or may be served on error), with its
+    /// secondary key.
+    pub(super) stored: Option<(Vec<u8>, Entry)>,
+    /// Serve `stored` now (stale-while-revalidate) and refresh it after.
+    pub(super) stale_first: bool,
+    /// When the request was looked up (seconds).
+    pub(super) request_time: u64,
+    /// The status field name, if any.
+    pub(super) status_field: Option<Rc<str>>,
+    /// The route compresses (stored responses served say `Vary: Accept-Encoding` when their
+    /// type would be compressed).
+    pub(super) vary_coding: bool,
+}
+
+/// A stored response to serve.
+pub(super) struct Hit {
+    pub(super) entry: Entry,
+    /// Say `Vary: Accept-Encoding`: the route would compress this response for a client that
+    /// asked (so caches downstream keep the variants apart).
+    pub(super) vary_coding: bool,
+    pub(super) status: CacheStatus,
+    pub(super) status_field: Option<Rc<str>>,
+    pub(super) head_only: bool,
+    pub(super) not_modified: bool,
+    pub(super) now: u64,
+}
+
+impl Hit {
+    /// Writes the response head for `client_version` into `out`.
+    pub(super) fn write_head(&self, close: bool, client_version: Version, out: &mut Vec<u8>) {
+        let served = ServedHead {
+            age: policy::current_age(&self.entry.meta, self.now),
+            length: Some(self.entry.body.len() as u64),
+            status_field: self
+                .status_field
+                .as_deref()
+                .map(|n| (n.as_bytes(), self.status.text())),
+            encoding: self.entry.encoding.map(|e| e.token().as_bytes()),
+            close,
+            client_version,
+        };
+        proxy_core::cache::head::write_served_head(
+            &self.entry.fields,
+            &served,
+            self.not_modified,
+            out,
+        );
+        if self.vary_coding && self.entry.encoding.is_none() {
+            proxy_core::cache::head::add_vary(out, b"Accept-Encoding");
+        }
+    }
+
+    /// The body to send after the head (none for HEAD and 304).
+    pub(super) fn body(&self) -> Option<Bytes> {
+        (!self.head_only && !self.not_modified && !self.entry.body.is_empty())
+            .then(|| self.entry.body.clone())
+    }
+
+    /// The status the client sees.
+    pub(super) fn code(&self) -> u16 {
+        if self.not_modified {
+            304
+        } else {
+            proxy_core::cache::head::stored_status(&self.entry.fields)
+        }
+    }
+}
+
+/// The plan, or a stored response to serve at once.
+pub(super) enum Planned {
+    Hit(Box<Hit>),
+    Plan(Box<AccelPlan>),
+}
+
+/// The values of field `name` in a request head.
+fn values<'a>(
+    head: &'a RequestHead,
+    buf: &'a [u8],
+    name: &'a [u8],
+) -> impl Iterator<Item = &'a [u8]> + 'a {
+    head.headers
+        .as_slice()
+        .iter()
+        .filter(move |h| h.name.of(buf).eq_ignore_ascii_case(name))
+        .map(move |h| h.value.of(buf))
+}
+
+/// The secondary key of the request in `buf` for the `Vary` names `names`, plus the coding of
+/// a compressed variant.
+fn variant_key(names: &[String], head: &RequestHead, buf: &[u8], enc: Option<Encoding>) -> Vec<u8> {
+    let mut out = Vec::new();
+    secondary_key(names, |n| values(head, buf, n.as_bytes()), &mut out);
+    if let Some(e) = enc {
+        out.push(1);
+        out.extend_from_slice(e.token().as_bytes());
+    }
+    out
+}
+
+/// Decides what the cache and compression do for a request routed by `route`, and serves
+/// fresh stored responses at once.
+pub(super) fn plan(
+    ctx: &WorkerCtx,
+    cfg: &Config,
+    route: &Route,
+    head: &RequestHead,
+    buf: &[u8],
+    scheme: &[u8],
+) -> Planned {
+    let mut plan = AccelPlan::default();
+    if let Some(ci) = route.compress.filter(|_| head.method == Method::Get) {
+        if let Some(c) = cfg.compressions.get(ci) {
+            plan.compress_route = Some(ci);
+            plan.compress = negotiate(values(head, buf, b"accept-encoding"), &c.encodings);
+        }
+    }
+    let Some((id, settings)) = route
+        .cache
+        .and_then(|id| cfg.caches.get(id).map(|c| (id, c)))
+    else {
+        return Planned::Plan(Box::new(plan));
+    };
+    let status_field: Option<Rc<str>> = settings.status_header.as_deref().map(Rc::from);
+    let mut key = Vec::with_capacity(64);
+    primary_key(
+        scheme,
+        head.host_name(buf).unwrap_or_default(),
+        head.path.of(buf),
+        &mut key,
+    );
+    if !matches!(head.method, Method::Get | Method::Head) {
+        if !matches!(head.method, Method::Options | Method::Trace) {
+            plan.invalidate = Some((id, key));
+        }
+        plan.bypass = status_field;
+        ctx.stats.cache_bypass.inc();
+        return Planned::Plan(Box::new(plan));
+    }
+    let control = RequestControl::parse(
+        values(head, buf, b"cache-control"),
+        values(head, buf, b"pragma").any(|v| has_token(v, b"no-cache")),
+    );
+    let eligible = head.framing == BodyFraming::None
+        && !head.upgrade
+        && !control.no_store
+        && head.headers.find(buf, b"range").is_none();
+    if !eligible {
+        plan.bypass = status_field;
+        ctx.stats.cache_bypass.inc();
+        return Planned::Plan(Box::new(plan));
+    }
+    let client_conditional = [
+        "if-none-match",
+        "if-modified-since",
+        "if-match",
+        "if-unmodified-since",
+        "if-range",
+    ]
+    .iter()
+    .any(|n| head.headers.find(buf, n.as_bytes()).is_some());
+    let now = now_secs();
+    let mut req = CacheReq {
+        id,
+        key,
+        control,
+        method: head.method,
+        authorization: head.headers.find(buf, b"authorization").is_some(),
+        client_conditional,
+        req_head: Vec::new(),
+        stored: None,
+        stale_first: false,
+        request_time: now,
+        status_field: status_field.clone(),
+        vary_coding: plan.compress_route.is_some(),
+    };
+    let compress = compress_of(cfg, plan.compress_route, plan.compress);
+    if let Some(found) = lookup(ctx, &req, head, buf, compress) {
+        let (variant, entry) = found;
+        match policy::evaluate(&entry.meta, &control, now) {
+            Serve::Fresh => {
+                ctx.stats.cache_hits.inc();
+                let not_modified = client_conditional && not_modified(head, buf, &entry);
+                let settings = plan.compress_route.and_then(|ci| cfg.compressions.get(ci));
+                return Planned::Hit(Box::new(Hit {
+                    vary_coding: codable(&entry, settings),
+                    entry,
+                    status: CacheStatus::Hit,
+                    status_field,
+                    head_only: head.method == Method::Head,
+                    not_modified,
+                    now,
+                }));
+            }
+            Serve::StaleWhileRevalidate => {
+                req.stale_first = true;
+                req.stored = Some((variant, entry));
+            }
+            Serve::Revalidate => req.stored = Some((variant, entry)),
+        }
+    } else if control.only_if_cached {
+        // RFC 9111 §5.2.1.7: nothing stored to answer with.
+        plan.bypass = status_field;
+        return Planned::Plan(Box::new(plan));
+    }
+    req.req_head = buf[..head.head_len].to_vec();
+    plan.cache = Some(Box::new(req));
+    Planned::Plan(Box::new(plan))
+}
+
+/// The compression settings and coding for a stored variant, when the client accepts one.
+fn compress_of(
+    cfg: &Config,
+    route: Option<usize>,
+    enc: Option<Encoding>,
+) -> Option<(&CompressSettings, Encoding)> {
+    Some((cfg.compressions.get(route?)?, enc?))
+}
+
+/// Looks `req` up again after waiting for another request's fetch of the same key: a fresh
+/// stored response, or `None` (go upstream).
+pub(super) fn relookup(
+    ctx: &WorkerCtx,
+    cfg: &Config,
+    req: &CacheReq,
+    compress_route: Option<usize>,
+    enc: Option<Encoding>,
+) -> Option<Hit> {
+    let head = parse_request(&req.req_head).ok().flatten()?;
+    let compress = compress_of(cfg, compress_route, enc);
+    let (_, entry) = lookup(ctx, req, &head, &req.req_head, compress)?;
+    let now = now_secs();
+    if policy::evaluate(&entry.meta, &req.control, now) != Serve::Fresh {
+        return None;
+    }
+    ctx.stats.cache_hits.inc();
+    let settings = compress_route.and_then(|ci| cfg.compressions.get(ci));
+    Some(Hit {
+        not_modified: req.client_conditional && not_modified(&head, &req.req_head, &entry),
+        vary_coding: codable(&entry, settings),
+        entry,
+        status: CacheStatus::Hit,
+        status_field: req.status_field.clone(),
+        head_only: req.method == Method::Head,
+        now,
+    })
+}
+
+/// Marks the client's head of a forwarded response: compressed with `enc`, or varying on
+/// `Accept-Encoding` when it could have been; and the cache status (`MISS`, `BYPASS`).
+pub(super) fn mark_head(
+    plan: &AccelPlan,
+    enc: Option<Encoding>,
+    compressible: bool,
+    out: &mut Vec<u8>,
+) {
+    if let Some(enc) = enc {
+        proxy_core::cache::head::encode_head(out, enc.token().as_bytes(), true);
+    } else if compressible {
+        proxy_core::cache::head::add_vary(out, b"Accept-Encoding");
+    }
+    let status = match (&plan.cache, &plan.bypass) {
+        (Some(c), _) => c.status_field.as_deref().map(|n| (n, CacheStatus::Miss)),
+        (None, Some(n)) => Some((&**n, CacheStatus::Bypass)),
+        (None, None) => None,
+    };
+    if let Some((name, status)) = status {
+        proxy_core::cache::head::insert_field(out, name.as_bytes(), status.text());
+    }
+}
+
+/// Whether the route's compression would apply to `entry` (for `Vary: Accept-Encoding`).
+fn codable(entry: &Entry, settings: Option<&CompressSettings>) -> bool {
+    settings.is_some_and(|c| {
+        entry.compressible
+            && field(&entry.fields, b"content-type")
+                .is_some_and(|t| content_type_matches(t, &c.types))
+            && entry.body.len() as u64 >= c.min_bytes
+    })
+}
+
+/// The stored variant for this request: the identity variant, or for a client that accepts
+/// `enc`, the compressed one (made from the identity variant, once per worker).
+fn lookup(
+    ctx: &WorkerCtx,
+    req: &CacheReq,
+    head: &RequestHead,
+    buf: &[u8],
+    compress: Option<(&CompressSettings, Encoding)>,
+) -> Option<(Vec<u8>, Entry)> {
+    let store = ctx.cache.store(req.id)?;
+    let mut store = store.borrow_mut();
+    let names = store.any_variant(&req.key)?.vary.clone();
+    let plain = variant_key(&names, head, buf, None);
+    let entry = store.get(&req.key, &plain)?.clone();
+    let Some((settings, enc)) =
+        compress.filter(|(c, _)| entry.encoding.is_none() && codable(&entry, Some(c)))
+    else {
+        return Some((plain, entry));
+    };
+    let coded = variant_key(&names, head, buf, Some(enc));
+    if let Some(e) = store.get(&req.key, &coded) {
+        return Some((plain, e.clone()));
+    }
+    let mut encoder = Encoder::new(enc, settings.level(enc));
+    let mut body = Vec::with_capacity(entry.body.len() / 3 + 64);
+    if encoder.write(&entry.body, &mut body).is_err() || encoder.finish(&mut body).is_err() {
+        return Some((plain, entry));
+    }
+    let mut fields = entry.fields.to_vec();
+    fields.extend_from_slice(b"\r\n");
+    proxy_core::cache::head::add_vary(&mut fields, b"Accept-Encoding");
+    fields.truncate(fields.len() - 2);
+    let coded_entry = Entry {
+        fields: Bytes::from(weaken_etag(fields)),
+        body: Bytes::from(body),
+        encoding: Some(enc),
+        ..entry
+    };
+    ctx.stats.compressed.inc();
+    store.insert(&req.key, &coded, coded_entry.clone());
+    Some((plain, coded_entry))
+}
+
+/// A stored head with its strong `ETag` made weak (a compressed variant's bytes differ).
+fn weaken_etag(fields: Vec<u8>) -> Vec<u8> {
+    const ETAG: &[u8] = b"\r\nETag: \"";
+    match fields
+        .windows(ETAG.len())
+        .position(|w| w.eq_ignore_ascii_case(ETAG))
+    {
+        Some(at) => {
+            let mut out = Vec::with_capacity(fields.len() + 2);
+            out.extend_from_slice(&fields[..at + 8]);
+            out.extend_from_slice(b"W/");
+            out.extend_from_slice(&fields[at + 8..]);
+            out
+        }
+        None => fields,
+    }
+}
+
+/// Whether the client's own validators match `entry` (RFC 9110 §13.1.2, §13.1.3; If-None-Match
+/// takes precedence).
+fn not_modified(head: &RequestHead, buf: &[u8], entry: &Entry) -> bool {
+    if let Some(inm) = head.headers.find(buf, b"if-none-match") {
+        let Some(etag) = &entry.etag else {
+            return false;
+        };
+        let opaque = |t: &[u8]| t.strip_prefix(b"W/").unwrap_or(t).to_vec();
+        let mine = opaque(etag);
+        return inm
+            .split(|&b| b == b',')
+            .map(trim)
+            .any(|t| t == b"*" || opaque(t) == mine);
+    }
+    match (
+        head.headers.find(buf, b"if-modified-since"),
+        &entry.last_modified,
+    ) {
+        (Some(ims), Some(lm)) => match (parse_http_date(ims), parse_http_date(lm)) {
+            (Some(ims), Some(lm)) => lm <= ims,
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Appends the validators of `entry` to the upstream request head in `out` (head only, no body).
+pub(super) fn add_validators(out: &mut Vec<u8>, entry: &Entry) {
+    if let Some(etag) = &entry.etag {
+        proxy_core::cache::head::insert_field(out, b"If-None-Match", etag);
+    }
+    if let Some(lm) = &entry.last_modified {
+        proxy_core::cache::head::insert_field(out, b"If-Modified-Since", lm);
+    }
+}
+
+/// What the cache does with an upstream response head.
+pub(super) enum OnResponse {
+    /// Serve the stored entry (refreshed by a 304, or stale on an error) instead.
+    Serve(Box<Hit>),
+    /// Forward it; capture the body for storing when given.
+    Forward(Option<Box<Capture>>),
+}
+
+/// The facts of a response for the cache.
+pub(super) fn response_meta(
+    buf: &[u8],
+    head: &ResponseHead,
+    request_time: u64,
+    now: u64,
+) -> ResponseMeta {
+    let all = |name: &'static [u8]| {
+        head.headers
+            .as_slice()
+            .iter()
+            .filter(move |h| h.name.of(buf).eq_ignore_ascii_case(name))
+            .map(move |h| h.value.of(buf))
+    };
+    ResponseMeta {
+        status: head.status,
+        control: ResponseControl::parse(all(b"cache-control")),
+        date: head.headers.find(buf, b"date").and_then(parse_http_date),
+        expires: head
+            .headers
+            .find(buf, b"expires")
+            .map(|v| parse_http_date(v).unwrap_or(0)),
+        last_modified: head
+            .headers
+            .find(buf, b"last-modified")
+            .and_then(parse_http_date),
+        age: head
+            .headers
+            .find(buf, b"age")
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0),
+        request_time,
+        response_time: now,
+    }
+}
+
+/// Decides what to do with the upstream response `head` (in `ubuf`) for the cache request `req`.
+pub(super) fn on_response(
+    ctx: &WorkerCtx,
+    cfg: &Config,
+    req: &mut CacheReq,
+    ubuf: &[u8],
+    head: &ResponseHead,
+) -> OnResponse {
+    let now = now_secs();
+    let meta = response_meta(ubuf, head, req.request_time, now);
+    if let Some((variant, entry)) = req.stored.take() {
+        if head.status == 304 && !req.client_conditional {
+            let had_cc = head.headers.find(ubuf, b"cache-control").is_some();
+            let mut refreshed = entry;
+            policy::refresh(&mut refreshed.meta, &meta, had_cc);
+            if let Some(store) = ctx.cache.store(req.id) {
+                if let Some(e) = store.borrow_mut().get_mut(&req.key, &variant) {
+                    e.meta = refreshed.meta;
+                }
+            }
+            ctx.stats.cache_revalidated.inc();
+            return OnResponse::Serve(Box::new(Hit {
+                vary_coding: req.vary_coding && refreshed.compressible,
+                entry: refreshed,
+                status: CacheStatus::Revalidated,
+                status_field: req.status_field.clone(),
+                head_only: req.method == Method::Head,
+                not_modified: false,
+                now,
+            }));
+        }
+        if head.status >= 500 && policy::stale_if_error(&entry.meta, &req.control, now) {
+            ctx.stats.cache_stale.inc();
+            return OnResponse::Serve(Box::new(stale(req, entry, now)));
+        }
+    }
+    ctx.stats.cache_misses.inc();
+    let Some(settings) = cfg.caches.get(req.id) else {
+        return OnResponse::Forward(None);
+    };
+    OnResponse::Forward(capture_for(settings, req, ubuf, head, &meta).map(Box::new))
+}
+
+/// The stale entry of `req`, served because the origin failed.
+pub(super) fn stale(req: &CacheReq, entry: Entry, now: u64) -> Hit {
+    Hit {
+        vary_coding: req.vary_coding && entry.compressible,
+        entry,
+        status: CacheStatus::Stale,
+        status_field: req.status_field.clone(),
+        head_only: req.method == Method::Head,
+        not_modified: false,
+        now,
+    }
+}
+
+/// Whether the request's stale entry may stand in for a failed upstream exchange.
+pub(super) fn stale_on_error(ctx: &WorkerCtx, req: &mut CacheReq) -> Option<Hit> {
+    let now = now_secs();
+    let (_, entry) = req
+        .stored
+        .take_if(|(_, e)| policy::stale_if_error(&e.meta, &req.control, now))?;
+    ctx.stats.cache_stale.inc();
+    Some(stale(req, entry, now))
+}
+
+/// A response body being copied for the store.
+pub(super) struct Capture {
+    tracker: BodyTracker,
+    body: Vec<u8>,
+    max: usize,
+    overflow: bool,
+    fields: Vec<u8>,
+    meta: ResponseMeta,
+    vary: Rc<[String]>,
+    variant: Vec<u8>,
+    etag: Option<Bytes>,
+    last_modified: Option<Bytes>,
+    compressible: bool,
+}
+
+impl Capture {
+    /// Takes the wire bytes of the body as they are relayed.
+    pub(super) fn feed(&mut self, wire: &[u8]) {
+        if self.overflow {
+            return;
+        }
+        if self.tracker.advance_decoding(wire, &mut self.body).is_err()
+            || self.body.len() > self.max
+        {
+            self.overflow = true;
+            self.body = Vec::new();
+        }
+    }
+
+    /// Stores the captured response if the whole body arrived.
+    pub(super) fn finish(self: Box<Self>, ctx: &WorkerCtx, req: &CacheReq) {
+        if self.overflow || !self.tracker.is_done() {
+            return;
+        }
+        let entry = Entry {
+            meta: self.meta,
+            fields: Bytes::from(self.fields),
+            body: Bytes::from(self.body),
+            etag: self.etag,
+            last_modified: self.last_modified,
+            vary: self.vary,
+            encoding: None,
+            compressible: self.compressible,
+        };
+        if let Some(store) = ctx.cache.store(req.id) {
+            let mut store = store.borrow_mut();
+            // Variants of another Vary set (the origin changed its mind) cannot be matched any
+            // more: start the key over.
+            if store
+                .any_variant(&req.key)
+                .is_some_and(|e| e.vary != entry.vary)
+            {
+                store.remove(&req.key);
+            }
+            // A new identity variant makes compressed ones made from the old one stale.
+            if entry.compressible {
+                for enc in [Encoding::Gzip, Encoding::Brotli, Encoding::Zstd] {
+                    let mut coded = self.variant.clone();
+                    coded.push(1);
+                    coded.extend_from_slice(enc.token().as_bytes());
+                    store.remove_variant(&req.key, &coded);
+                }
+            }
+            if store.insert(&req.key, &self.variant, entry) {
+                ctx.stats.cache_stored.inc();
+            }
+        }
+    }
+}
+
+/// A capture for a storable response, or `None`.
+fn capture_for(
+    settings: &CacheSettings,
+    req: &CacheReq,
+    ubuf: &[u8],
+    head: &ResponseHead,
+    meta: &ResponseMeta,
+) -> Option<Capture> {
+    let values = |name: &'static [u8]| {
+        head.headers
+            .as_slice()
+            .iter()
+            .filter(move |h| h.name.of(ubuf).eq_ignore_ascii_case(name))
+            .map(move |h| h.value.of(ubuf))
+    };
+    let vary = vary_names(values(b"vary"));
+    let facts = RequestFacts {
+        method: req.method,
+        control: req.control,
+        authorization: req.authorization,
+    };
+    let set_cookie = head.headers.find(ubuf, b"set-cookie").is_some();
+    if req.client_conditional
+        || policy::storable(&facts, meta, set_cookie, vary.is_err()).is_err()
+        || head
+            .content_length
+            .is_some_and(|n| n > settings.max_object_bytes)
+        || head.close && !head.chunked && head.content_length.is_none()
+    {
+        return None;
+    }
+    let vary: Rc<[String]> = vary.ok()?.into();
+    let rhead = parse_request(&req.req_head).ok().flatten()?;
+    let variant = variant_key(&vary, &rhead, &req.req_head, None);
+    let mut fields = Vec::with_capacity(head.head_len);
+    stored_head(
+        ubuf,
+        head,
+        req.status_field.as_deref().map(str::as_bytes),
+        &mut fields,
+    );
+    let encoded = head.headers.find(ubuf, b"content-encoding").is_some();
+    let content_type = head.headers.find(ubuf, b"content-type").unwrap_or_default();
+    Some(Capture {
+        tracker: BodyTracker::new(framing_of(head, req.method)),
+        body: Vec::with_capacity(head.content_length.map_or(4096, |n| n as usize)),
+        max: usize::try_from(settings.max_object_bytes).unwrap_or(usize::MAX),
+        overflow: false,
+        etag: field(&fields, b"etag").map(Bytes::copy_from_slice),
+        last_modified: field(&fields, b"last-modified").map(Bytes::copy_from_slice),
+        fields,
+        meta: *meta,
+        vary,
+        variant,
+        // The route's types and minimum size are checked when a variant is made.
+        compressible: !encoded
+            && !meta.control.no_transform
+            && head.status == 200
+            && !content_type.is_empty(),
+    })
+}
+
+/// The body framing of a response to `method`.
+fn framing_of(head: &ResponseHead, method: Method) -> BodyFraming {
+    head.framing(method)
+}
+
+/// Whether the response in `ubuf` should be compressed under `settings`: a 200 with a body of
+/// a listed type, not already encoded, not forbidden by `no-transform`, not a range, and not
+/// known to be below `min_bytes`.
+pub(super) fn should_compress(
+    settings: &CompressSettings,
+    ubuf: &[u8],
+    head: &ResponseHead,
+    method: Method,
+) -> bool {
+    head.status == 200
+        && method == Method::Get
+        && head.headers.find(ubuf, b"content-encoding").is_none()
+        && head.headers.find(ubuf, b"content-range").is_none()
+        && !head
+            .headers
+            .find(ubuf, b"cache-control")
+            .is_some_and(|v| has_token(v, b"no-transform"))
+        && head.content_length.is_none_or(|n| n >= settings.min_bytes)
+        && head
+            .headers
+            .find(ubuf, b"content-type")
+            .is_some_and(|t| content_type_matches(t, &settings.types))
+}
+
+/// Reads the rest of a response body from `up` into `capture` only (a background refresh: no
+/// client waits for these bytes). Bytes already read are in `ubuf`.
+pub(super) async fn read_into(
+    up: &mut Timed,
+    ubuf: &mut Vec<u8>,
+    body: &mut BodyTracker,
+    capture: &mut Option<Box<Capture>>,
+    timeout: Duration,
+) -> Result<(), PumpError> {
+    loop {
+        let n = body.advance(ubuf)?;
+        if let Some(c) = capture.as_mut() {
+            c.feed(&ubuf[..n]);
+        }
+        ubuf.drain(..n);
+        if body.is_done() {
+            return Ok(());
+        }
+        let (res, b) = up.read_append(std::mem::take(ubuf), timeout).await;
+        *ubuf = b;
+        match res {
+            Ok(0) if matches!(body, BodyTracker::UntilClose) => {
+                *body = BodyTracker::Done;
+                return Ok(());
+            }
+            Ok(0) => return Err(PumpError::SrcClosed),
+            Ok(_) => {}
+            Err(_) => return Err(PumpError::SrcIo),
+        }
+    }
+}
+
+/// Whether a comma-separated value lists `token`.
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value.split(|&b| b == b',').any(|t| {
+        trim(t)
+            .split(|&b| b == b'=')
+            .next()
+            .is_some_and(|n| trim(n).eq_ignore_ascii_case(token))
+    })
+}
+
+fn trim(v: &[u8]) -> &[u8] {
+    let start = v
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    &v[start..end]
+}
+
+/// A response body being compressed on its way to the client, chunk-framed for HTTP/1.1.
+pub(super) struct Compressing {
+    encoder: Option<Encoder>,
+    plain: Vec<u8>,
+    /// The bytes to write next: whole chunks (and the last chunk once the body ends).
+    pub(super) out: Vec<u8>,
+}
+
+/// Width of the chunk-size field Ringway writes for compressed chunks (leading zeros are valid
+/// chunk-size digits), so compressed bytes go straight after it without a copy.
+const SIZE_DIGITS: usize = 8;
+
+impl Compressing {
+    /// A compressor for `enc` at `level`.
+    pub(super) fn new(enc: Encoding, level: u32) -> Compressing {
+        Compressing {
+            encoder: Some(Encoder::new(enc, level)),
+            plain: Vec::with_capacity(16 * 1024),
+            out: Vec::with_capacity(16 * 1024),
+        }
+    }
+
+    /// Consumes body bytes from `buf`: decodes their framing, compresses the payload (flushed,
+    /// so the client can decode everything received so far) and leaves the framed chunks in
+    /// `out`, ending the stream when the body ends. Returns the bytes of `buf` consumed.
+    pub(super) fn step(&mut self, body: &mut BodyTracker, buf: &[u8]) -> Result<usize, PumpError> {
+        self.out.clear();
+        self.plain.clear();
+        let consumed = body.advance_decoding(buf, &mut self.plain)?;
+        if self.encoder.is_none() {
+            return Ok(consumed);
+        }
+        let start = self.open_chunk();
+        let Some(encoder) = self.encoder.as_mut() else {
+            return Ok(consumed);
+        };
+        let res = encoder
+            .write(&self.plain, &mut self.out)
+            .and_then(|()| encoder.flush(&mut self.out));
+        res.map_err(|_| PumpError::Malformed)?;
+        self.close_chunk(start);
+        if body.is_done() {
+            self.end()?;
+        }
+        Ok(consumed)
+    }
+
+    /// Ends the compressed stream (its trailer, then the last chunk), appending to `out`.
+    pub(super) fn end(&mut self) -> Result<(), PumpError> {
+        let Some(encoder) = self.encoder.take() else {
+            return Ok(());
+        };
+        let start = self.open_chunk();
+        encoder
+            .finish(&mut self.out)
+            .map_err(|_| PumpError::Malformed)?;
+        self.close_chunk(start);
+        self.out.extend_from_slice(b"0\r\n\r\n");
+        Ok(())
+    }
+
+    fn open_chunk(&mut self) -> usize {
+        let start = self.out.len();
+        self.out.extend_from_slice(&[b'0'; SIZE_DIGITS]);
+        self.out.extend_from_slice(b"\r\n");
+        start
+    }
+
+    /// Fills in the size of the chunk opened at `start`, or takes it back if it is empty.
+    fn close_chunk(&mut self, start: usize) {
+        let data = self.out.len() - start - SIZE_DIGITS - 2;
+        if data == 0 {
+            self.out.truncate(start);
+            return;
+        }
+        let mut n = data;
+        for i in (0..SIZE_DIGITS).rev() {
+            self.out[start + i] = b"0123456789abcdef"[n & 15];
+            n >>= 4;
+        }
+        self.out.extend_from_slice(b"\r\n");
+    }
+}
+
+impl Client {
+    /// Answers the request `req` with the stored response `hit`.
+    pub(super) async fn serve_hit(
+        &mut self,
+        ctx: &WorkerCtx,
+        cfg: &Config,
+        req: &super::exchange::Request,
+        hit: &Hit,
+        started: std::time::Instant,
+    ) -> Next {
+        let close = !req.keep_alive || ctx.drain.is_fired();
+        let Some(sent) = self.write_hit(ctx, cfg, hit, close, req.version).await else {
+            return Next::Close;
+        };
+        ctx.stats.count_response(hit.code());
+        self.log(ctx, hit.code(), sent, started, None);
+        if close {
+            Next::Close
+        } else {
+            Next::KeepAlive
+        }
+    }
+
+    /// Writes the stored response `hit`: a small body in the same write as the head, a larger
+    /// one straight from the stored bytes (no copy). Returns the bytes written, or `None` if
+    /// the client went away.
+    pub(super) async fn write_hit(
+        &mut self,
+        ctx: &WorkerCtx,
+        cfg: &Config,
+        hit: &Hit,
+        close: bool,
+        version: Version,
+    ) -> Option<u64> {
+        let mut out = ctx.buffers.take();
+        hit.write_head(close, version, &mut out);
+        let body = hit.body();
+        let inline = body
+            .as_ref()
+            .is_some_and(|b| b.len() <= INLINE_BODY && b.len() <= out.capacity() - out.len());
+        if inline {
+            if let Some(b) = &body {
+                out.extend_from_slice(b);
+            }
+        }
+        let (res, out) = self.io.write_all(out, cfg.timeouts.idle).await;
+        let mut sent = out.len() as u64;
+        ctx.buffers.give(out);
+        res.ok()?;
+        if let (Some(b), false) = (body, inline) {
+            let n = b.len() as u64;
+            let (res, _) = self.io.write_all(b, cfg.timeouts.idle).await;
+            res.ok()?;
+            sent += n;
+        }
+        Some(sent)
+    }
+
+    /// How the connection goes on after a background refresh (its client was answered before).
+    pub(super) fn after_refresh(&self, req: &super::exchange::Request, ctx: &WorkerCtx) -> Next {
+        if !req.keep_alive || ctx.drain.is_fired() {
+            Next::Close
+        } else {
+            Next::KeepAlive
+        }
+    }
+}
+
+/// Bodies up to this size are copied into the head's write (one syscall beats one copy).
+const INLINE_BODY: usize = 16 * 1024;
