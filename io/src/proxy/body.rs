@@ -200,7 +200,7 @@ pub(crate) enum Relay<'a> {
     /// request bodies, see [`BodyTracker::advance_reframing`]).
     Rechunk(&'a mut Vec<u8>),
     /// The payload compressed (and chunk-framed) on the way (responses Ringway compresses).
-    Compress(&'a mut super::cached::Compressing),
+    Compress(&'a mut super::compressing::Compressing),
 }
 
 /// What a pump does besides relaying: a cap on a chunked body's payload, and a copy of the body
@@ -210,7 +210,7 @@ pub(crate) struct PumpExtra<'a> {
     /// Caps a chunked body's payload.
     pub(crate) limit: Option<u64>,
     /// Sees every wire byte of the body relayed.
-    pub(crate) capture: Option<&'a mut super::cached::Capture>,
+    pub(crate) capture: Option<&'a mut super::cache_fill::Capture>,
 }
 
 /// Timeouts for the two sides of a pump.

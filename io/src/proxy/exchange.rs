@@ -4,12 +4,13 @@
 use super::body::{
     pump, BodyTracker, ClientSide, MinRate, PumpError, PumpExtra, PumpTimeouts, Relay,
 };
-use super::cached::{self, AccelPlan, Hit, OnResponse, Planned};
+use super::cache_fill::{self, OnResponse};
+use super::cached::{self, AccelPlan, Hit, Planned};
+use super::compressing::{self, Compressing};
 use super::h2::H1Request;
 use super::retry::Attempts;
 use super::upstream::{ForwardFail, Forwarded};
-use super::{Client, ClientTls, HeadFail, Next};
-use crate::access_log::AccessRecord;
+use super::{Client, HeadFail, Next};
 use crate::worker::WorkerCtx;
 use proxy_core::config::{Config, Endpoint, UpstreamProtocol};
 use proxy_core::http1::{BodyFraming, Method, RequestHead, ResponseHead, Version};
@@ -27,7 +28,7 @@ pub(super) struct Request {
     pub(super) version: Version,
     pub(super) keep_alive: bool,
     upgrade: bool,
-    framing: BodyFraming,
+    pub(super) framing: BodyFraming,
     pub(super) head_len: usize,
 }
 
@@ -71,7 +72,7 @@ enum Decision {
 /// The facts about a response that outlive its parsed head.
 struct ResponseFacts {
     status: u16,
-    framing: BodyFraming,
+    pub(super) framing: BodyFraming,
     upstream_close: bool,
     head_len: usize,
 }
@@ -106,50 +107,6 @@ fn respond_head(
         write_response_head(ubuf, &rhead, plan, out);
     }
     (facts, close, dechunk, valid_upgrade)
-}
-
-impl ClientTls {
-    /// Whether a request for `host` must be refused with 421 on this TLS connection: its
-    /// listener's hosts differ in client-certificate policy, and `host` is not the name the
-    /// connection was negotiated for (or, without SNI, is served under another policy).
-    pub(super) fn misdirected(&self, host: Option<&[u8]>) -> bool {
-        let Some(hs) = &self.handshake else {
-            return false;
-        };
-        if !self.listener.shared.host_check() {
-            return false;
-        }
-        let Some(host) = host.and_then(|h| std::str::from_utf8(h).ok()) else {
-            return false;
-        };
-        let host = host.trim_end_matches('.');
-        match &hs.sni {
-            Some(sni) => !sni.eq_ignore_ascii_case(host),
-            None => self
-                .listener
-                .shared
-                .policy_for_host(host)
-                .is_some_and(|p| p != hs.policy),
-        }
-    }
-
-    /// The request field that carries the verified client certificate's subject upstream
-    /// (its name, and the subject if a certificate was presented), when configured.
-    pub(super) fn identity(&self) -> Option<(&[u8], Option<&[u8]>)> {
-        let name = self
-            .listener
-            .shared
-            .settings()
-            .client_subject_header
-            .as_ref()?;
-        let subject = self.handshake.as_ref().and_then(|h| h.subject.as_deref());
-        Some((name.as_bytes(), subject))
-    }
-
-    /// The `Strict-Transport-Security` value to add to responses, when configured.
-    pub(super) fn hsts(&self) -> Option<&str> {
-        self.listener.shared.settings().hsts.as_deref()
-    }
 }
 
 impl Client {
@@ -221,7 +178,7 @@ impl Client {
         if let Some(creq) = accel.cache.as_mut() {
             if creq.stale_first {
                 if let Some((_, entry)) = &creq.stored {
-                    let hit = cached::stale(creq, entry.clone(), cached::now_secs());
+                    let hit = cache_fill::stale(creq, entry.clone(), cached::now_secs());
                     ctx.stats.cache_stale.inc();
                     // The client has its answer; the exchange below only refreshes the entry.
                     let sent = self.write_hit(ctx, cfg, &hit, false, req.version).await;
@@ -294,7 +251,7 @@ impl Client {
                 if let Some(hit) = accel
                     .cache
                     .as_mut()
-                    .and_then(|c| cached::stale_on_error(ctx, c))
+                    .and_then(|c| cache_fill::stale_on_error(ctx, c))
                 {
                     return self.serve_hit(ctx, cfg, &req, &hit, started).await;
                 }
@@ -316,7 +273,7 @@ impl Client {
         }
         let mut capture = None;
         if let Some(creq) = accel.cache.as_mut() {
-            match cached::on_response(ctx, cfg, creq, &ubuf, &rhead) {
+            match cache_fill::on_response(ctx, cfg, creq, &ubuf, &rhead) {
                 OnResponse::Serve(hit) => {
                     // A 304 (or an error standing in for one) is not forwarded: the stored
                     // response is. A bodiless 304 leaves the connection reusable.
@@ -343,7 +300,7 @@ impl Client {
             let mut rbody = BodyTracker::new(rhead.framing(req.method));
             let (head_len, close) = (rhead.head_len, rhead.close);
             ubuf.drain(..head_len);
-            let read = cached::read_into(
+            let read = cache_fill::read_into(
                 &mut up,
                 &mut ubuf,
                 &mut rbody,
@@ -366,7 +323,7 @@ impl Client {
         // Compression: the coding and level, when this response gets it.
         let compress_settings = accel.compress_route.and_then(|ci| cfg.compressions.get(ci));
         let compressible = compress_settings
-            .is_some_and(|c| cached::should_compress(c, &ubuf, &rhead, req.method));
+            .is_some_and(|c| compressing::should_compress(c, &ubuf, &rhead, req.method));
         let compress = accel
             .compress
             .zip(compress_settings)
@@ -420,7 +377,7 @@ impl Client {
         let mut rbody = BodyTracker::new(facts.framing);
         let mut compressing = compress.map(|(enc, level)| {
             ctx.stats.compressed.inc();
-            cached::Compressing::new(enc, level)
+            Compressing::new(enc, level)
         });
         let avail = &ubuf[facts.head_len..];
         let taken = if let Some(c) = compressing.as_mut() {
@@ -623,76 +580,5 @@ impl Client {
             body,
             accel,
         })
-    }
-
-    /// Answers 502 for an upstream response that cannot be forwarded (an unrequested upgrade,
-    /// broken chunking) and closes: the upstream's bytes can no longer be trusted to frame.
-    async fn bad_upstream_answer(
-        &mut self,
-        ctx: &WorkerCtx,
-        cfg: &Config,
-        started: Instant,
-        up: usize,
-    ) -> Next {
-        ctx.stats.upstream_errors.inc();
-        let sent = self.send_status(ctx, cfg, Status::BadGateway, true).await;
-        self.log(ctx, 502, sent, started, Some(up));
-        Next::Close
-    }
-
-    /// Answers a request that never reached an upstream (no route, too large, no endpoint).
-    /// Its body, if any, was not read, so the connection can only stay open without one.
-    async fn answer_early(
-        &mut self,
-        ctx: &WorkerCtx,
-        cfg: &Config,
-        mut cbuf: Vec<u8>,
-        req: &Request,
-        status: Status,
-        started: Instant,
-    ) -> Next {
-        let close = req.framing != BodyFraming::None || !req.keep_alive || ctx.drain.is_fired();
-        if !close {
-            cbuf.drain(..req.head_len);
-        }
-        self.buf = Some(cbuf);
-        let sent = self.send_status(ctx, cfg, status, close).await;
-        self.log(ctx, status.code(), sent, started, None);
-        if close {
-            Next::Close
-        } else {
-            Next::KeepAlive
-        }
-    }
-
-    /// Whether a request for `host` must be refused with 421 (see [`ClientTls::misdirected`]).
-    fn misdirected(&self, host: Option<&[u8]>) -> bool {
-        self.tls.as_ref().is_some_and(|t| t.misdirected(host))
-    }
-
-    pub(super) fn log(
-        &self,
-        ctx: &WorkerCtx,
-        status: u16,
-        bytes: u64,
-        started: Instant,
-        upstream: Option<usize>,
-    ) {
-        if ctx.access_log.is_none() {
-            return;
-        }
-        ctx.log_access(&AccessRecord {
-            client_ip: self.ip.as_bytes(),
-            request_line: if self.request_line.is_empty() {
-                b"-"
-            } else {
-                &self.request_line
-            },
-            status,
-            bytes,
-            latency: started.elapsed(),
-            upstream: upstream.map(|id| ctx.endpoint_authority(id)),
-            conn: self.id,
-        });
     }
 }

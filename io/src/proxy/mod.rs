@@ -6,8 +6,12 @@
 //! pipelined bytes kept) or close. Responses therefore leave in request order. Every failure has
 //! an answer: a canned status before the response head has gone out, a close after.
 
+mod answers;
 mod body;
+mod cache_fill;
+mod cache_serve;
 mod cached;
+mod compressing;
 
 pub(crate) use body::{write_hex, BodyTracker};
 pub(crate) use guard::spawn_connection_task;
