@@ -10,6 +10,7 @@
 #   scripts/bench.sh --only tls-ka-c64,tls-new-conn,tls-idle-10k   # TLS termination (ECDSA P-256)
 #   scripts/bench.sh --only h2c-m10,h2c-m100,h2-tls-m10,h2-tls-m100  # HTTP/2 to clients (h2load)
 #   scripts/bench.sh --only lb-slow-c64,lb-rr-c64    # three backends, one 20 ms slow: p2c/least_conn/leastconn, and round robin
+#   scripts/bench.sh --only cache-hit-c64,cache-hit-64k-c64  # cache hits: Ringway's cache, nginx proxy_cache, HAProxy cache
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

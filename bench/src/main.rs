@@ -2,6 +2,9 @@
 //! proxies to. One monoio runtime on one core (io_uring, or epoll where unavailable), keep-alive,
 //! pipelining-safe. `GET /0`, `/1k`, `/64k` and `/1m` answer bodies of that size (any other path:
 //! 0 bytes); request bodies with Content-Length are read and discarded, so uploads work too.
+//! `GET /cache/1k` and `/cache/64k` answer the same bodies as `/1k` and `/64k`, made cacheable
+//! by `Cache-Control: public, max-age=3600` and a strong `ETag` (the harness's cache-hit
+//! scenarios); conditional requests still get the full 200 answer.
 //! `GET /__stats` answers `accepted=N requests=N missing_forwarding=N`: connections accepted,
 //! requests served, and requests that arrived without `X-Forwarded-For` or `X-Forwarded-Proto`
 //! (the harness uses these to count upstream connections and to check that every proxy adds
@@ -97,18 +100,24 @@ impl Stats {
 /// A response as sent on a kept-alive connection, and with `Connection: close`.
 type Variants = [Rc<Vec<u8>>; 2];
 
-/// Pre-built responses, one per body size, each in a keep-alive and a closing variant.
+/// Pre-built responses, one per path, each in a keep-alive and a closing variant; any other
+/// path gets the fourth (`/0`).
 struct Responses {
     sizes: Vec<(&'static [u8], Variants)>,
 }
 
 impl Responses {
     fn new() -> Responses {
-        let make = |n: usize| {
+        let make = |n: usize, cacheable: bool| {
             [false, true].map(|close| {
                 let connection = if close { "Connection: close\r\n" } else { "" };
+                let freshness = if cacheable {
+                    format!("Cache-Control: public, max-age=3600\r\nETag: \"bench-{n}\"\r\n")
+                } else {
+                    String::new()
+                };
                 let mut r = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {n}\r\n{connection}\r\n"
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {n}\r\n{freshness}{connection}\r\n"
                 )
                 .into_bytes();
                 r.extend((0..n).map(|i| b"abcdefghijklmnopqrstuvwxyz012345"[i % 32]));
@@ -117,10 +126,12 @@ impl Responses {
         };
         Responses {
             sizes: vec![
-                (&b"/1k"[..], make(1024)),
-                (&b"/64k"[..], make(64 * 1024)),
-                (&b"/1m"[..], make(1024 * 1024)),
-                (&b"/0"[..], make(0)),
+                (&b"/1k"[..], make(1024, false)),
+                (&b"/64k"[..], make(64 * 1024, false)),
+                (&b"/1m"[..], make(1024 * 1024, false)),
+                (&b"/0"[..], make(0, false)),
+                (&b"/cache/1k"[..], make(1024, true)),
+                (&b"/cache/64k"[..], make(64 * 1024, true)),
             ],
         }
     }

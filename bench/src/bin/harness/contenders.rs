@@ -6,7 +6,10 @@
 //! nginx and HAProxy get HTTP/2 on their listener (h2c with prior knowledge on a plain one, ALPN
 //! `h2` on a TLS one); Ringway is started as for HTTP/1, since it serves both on every listener.
 //! In the load-balancing scenarios each gets several upstreams and a [`Balance`], and nothing
-//! else changes.
+//! else changes. In the cache-hit scenarios each gets its own response cache, bounded by
+//! [`CACHE_MIB`], honouring the origin's `Cache-Control` (Ringway `--cache-max-bytes`, nginx
+//! `proxy_cache` on a `proxy_cache_path` in the work directory, HAProxy's in-memory `cache`
+//! section), and marks hits in a response field where it can.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -73,6 +76,10 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         if let Some(child) = &mut self.child {
+            // One that exited at startup is reaped, not signalled.
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
             // SIGTERM, then SIGKILL if it lingers: nginx's workers exit with the master.
             let _ = Command::new("kill").arg(child.id().to_string()).status();
             let deadline = Instant::now() + Duration::from_secs(3);
@@ -125,6 +132,17 @@ impl Balance {
     }
 }
 
+/// The memory (MiB) each contender's response cache may use in the cache-hit scenarios.
+pub const CACHE_MIB: u64 = 256;
+
+/// The largest response HAProxy's cache stores (bytes): above the 64 KiB body and its head.
+pub const HAPROXY_CACHE_MAX_OBJECT: u64 = 1 << 20;
+
+// HAProxy refuses a `max-object-size` over half the cache; the 64 KiB body and its head fit.
+const _: () = assert!(
+    HAPROXY_CACHE_MAX_OBJECT > (64 << 10) + 1024 && HAPROXY_CACHE_MAX_OBJECT * 2 <= CACHE_MIB << 20
+);
+
 /// The certificate every contender serves in the TLS scenarios.
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
@@ -150,7 +168,12 @@ pub struct Setup {
 impl Setup {
     /// Starts `kind` and waits until its port accepts connections.
     pub fn start(&self, kind: Kind) -> Result<Running, String> {
-        self.start_with(kind, None, false, &[self.backend_port], None)
+        self.start_with(kind, None, false, &[self.backend_port], None, false)
+    }
+
+    /// Starts `kind` with its response cache on (see [`CACHE_MIB`]); the direct path has none.
+    pub fn start_cache(&self, kind: Kind) -> Result<Running, String> {
+        self.start_with(kind, None, false, &[self.backend_port], None, true)
     }
 
     /// Starts `kind` in front of the backends on `ports`, balanced by `balance` (there is no
@@ -159,7 +182,7 @@ impl Setup {
         if kind == Kind::Direct {
             return Err("no direct path to several backends".into());
         }
-        self.start_with(kind, None, false, ports, Some(balance))
+        self.start_with(kind, None, false, ports, Some(balance), false)
     }
 
     /// Starts `kind` speaking HTTP/2 to clients: h2c with prior knowledge, or with `tls`, ALPN
@@ -168,7 +191,7 @@ impl Setup {
         if kind == Kind::Direct {
             return Err("the backend does not speak HTTP/2: no direct path".into());
         }
-        self.start_with(kind, tls, true, &[self.backend_port], None)
+        self.start_with(kind, tls, true, &[self.backend_port], None, false)
     }
 
     /// Starts `kind` terminating TLS with `tls` (there is no direct path over TLS).
@@ -176,11 +199,12 @@ impl Setup {
         if kind == Kind::Direct {
             return Err("the backend does not speak TLS: no direct path".into());
         }
-        self.start_with(kind, Some(tls), false, &[self.backend_port], None)
+        self.start_with(kind, Some(tls), false, &[self.backend_port], None, false)
     }
 
     /// Starts `kind` in front of the backends on `backends`, with `balance` when given (the
-    /// single-backend scenarios give none, and their configurations name no algorithm).
+    /// single-backend scenarios give none, and their configurations name no algorithm), its
+    /// response cache on when `cache`.
     fn start_with(
         &self,
         kind: Kind,
@@ -188,6 +212,7 @@ impl Setup {
         h2: bool,
         backends: &[u16],
         balance: Option<Balance>,
+        cache: bool,
     ) -> Result<Running, String> {
         let port = kind.port(self.base_port);
         if kind != Kind::Direct && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -218,6 +243,14 @@ impl Setup {
                                 .flat_map(|p| ["--upstream".into(), format!("127.0.0.1:{p}")]),
                         )
                         .args(balance.map(|b| ["--lb", b.ringway()]).into_iter().flatten())
+                        .args(
+                            cache
+                                .then(|| {
+                                    ["--cache-max-bytes".to_owned(), format!("{CACHE_MIB}MiB")]
+                                })
+                                .into_iter()
+                                .flatten(),
+                        )
                         .args([
                             "--workers",
                             "1",
@@ -231,14 +264,14 @@ impl Setup {
             Kind::Nginx => {
                 let conf = self.write(
                     "nginx.conf",
-                    &nginx_conf(port, backends, balance, &self.workdir, tls, h2),
+                    &nginx_conf(port, backends, balance, &self.workdir, tls, h2, cache),
                 )?;
                 Some(self.spawn(Command::new("nginx").arg("-c").arg(conf))?)
             }
             Kind::Haproxy => {
                 let conf = self.write(
                     "haproxy.cfg",
-                    &haproxy_conf(port, backends, balance, tls, h2),
+                    &haproxy_conf(port, backends, balance, tls, h2, cache),
                 )?;
                 Some(self.spawn(Command::new("haproxy").arg("-db").arg("-f").arg(conf))?)
             }
@@ -252,11 +285,28 @@ impl Setup {
             },
             child,
         };
-        wait_for_port(running.port, Duration::from_secs(10))
-            .map_err(|e| format!("{} did not start: {e}", kind.name()))?;
+        let mut running = running;
+        // A contender that exits (a flag it does not know, a config it refuses) fails the start
+        // at once, its own message above on stderr, rather than after the wait.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", running.port)).is_err() {
+            if let Some(Ok(Some(status))) = running.child.as_mut().map(Child::try_wait) {
+                return Err(format!(
+                    "{} did not start: it exited ({status}); its message is above",
+                    kind.name()
+                ));
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{} did not start: nothing listens on port {} after 10 s",
+                    kind.name(),
+                    running.port
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         // Something else answering on the port (a contender left over from an interrupted run)
         // would be measured in its place.
-        let mut running = running;
         if let Some(child) = &mut running.child {
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(format!(
@@ -310,8 +360,25 @@ fn nginx_conf(
     dir: &Path,
     tls: Option<&TlsFiles>,
     h2: bool,
+    cache: bool,
 ) -> String {
     let dir = dir.display();
+    // The cache: entries on disk in the work directory (read back through the page cache),
+    // keys in a shared-memory zone; lifetimes from the origin's Cache-Control alone (no
+    // `proxy_cache_valid`), and every answer says HIT, MISS, EXPIRED, … in X-Cache-Status.
+    let (cache_zone, cache_lines) = if cache {
+        (
+            format!(
+                "\n  proxy_cache_path {dir}/nginx-cache levels=1:2 keys_zone=bench:10m \
+                 max_size={CACHE_MIB}m inactive=60m use_temp_path=off;"
+            ),
+            "\n      proxy_cache bench;\n      proxy_cache_key $scheme$host$request_uri;\n      \
+             add_header X-Cache-Status $upstream_cache_status;"
+                .to_owned(),
+        )
+    } else {
+        (String::new(), String::new())
+    };
     // The balancing directive (if any) then one `server` per backend, all sharing the idle
     // connection cache.
     let servers: String = balance
@@ -354,7 +421,7 @@ http {{
   keepalive_requests 1000000;
   keepalive_timeout 75s;
   client_body_temp_path {dir}/nginx-body;
-  proxy_temp_path {dir}/nginx-proxy;
+  proxy_temp_path {dir}/nginx-proxy;{cache_zone}
   upstream backend {{ {servers}keepalive 1024; keepalive_requests 1000000; }}
   server {{
     listen 127.0.0.1:{port}{ssl}{http2} reuseport;{tls_lines}
@@ -369,7 +436,7 @@ http {{
       proxy_set_header Via "1.1 nginx";
       # Stream bodies both ways with bounded memory, as Ringway does.
       proxy_request_buffering off;
-      proxy_max_temp_file_size 0;
+      proxy_max_temp_file_size 0;{cache_lines}
     }}
   }}
 }}
@@ -395,6 +462,7 @@ fn haproxy_conf(
     balance: Option<Balance>,
     tls: Option<&TlsFiles>,
     h2: bool,
+    cache: bool,
 ) -> String {
     // With TLS: HAProxy's defaults otherwise (its session cache and tickets on).
     // HAProxy refuses to start unless the descriptor limit covers two per connection, so over
@@ -430,6 +498,21 @@ fn haproxy_conf(
                 .map(|(i, b)| format!("  server b{} 127.0.0.1:{b}\n", i + 1)),
         )
         .collect();
+    // The cache: in memory, lifetimes from the origin's Cache-Control up to `max-age`; hits
+    // are served by the backend section's `cache-use` without a server, and marked in
+    // X-Cache-Status by the frontend (`res.cache_hit`).
+    let (hit_marker, cache_rules, cache_section) = if cache {
+        (
+            "  http-response set-header X-Cache-Status HIT if { res.cache_hit }\n",
+            "  http-request cache-use bench\n  http-response cache-store bench\n",
+            format!(
+                "cache bench\n  total-max-size {CACHE_MIB}\n  \
+                 max-object-size {HAPROXY_CACHE_MAX_OBJECT}\n  max-age 3600\n"
+            ),
+        )
+    } else {
+        ("", "", String::new())
+    };
     format!(
         r#"# Written by ringway-bench-harness: one thread, connection reuse, logs off.
 global
@@ -448,9 +531,9 @@ frontend bench
   option forwardfor
   http-request set-header X-Forwarded-Proto {proto}
   http-request add-header Via "1.1 haproxy"
-  default_backend backend
+{hit_marker}  default_backend backend
 backend backend
-{servers}"#
+{cache_rules}{servers}{cache_section}"#
     )
 }
 
@@ -460,11 +543,11 @@ mod tests {
 
     #[test]
     fn one_backend_configs_name_no_algorithm() {
-        let nginx = nginx_conf(19003, &[19000], None, Path::new("/w"), None, false);
+        let nginx = nginx_conf(19003, &[19000], None, Path::new("/w"), None, false, false);
         assert!(nginx.contains(
             "upstream backend { server 127.0.0.1:19000; keepalive 1024; keepalive_requests 1000000; }"
         ));
-        let haproxy = haproxy_conf(19004, &[19000], None, None, false);
+        let haproxy = haproxy_conf(19004, &[19000], None, None, false, false);
         assert!(haproxy.ends_with("backend backend\n  server b1 127.0.0.1:19000\n"));
     }
 
@@ -478,6 +561,7 @@ mod tests {
             Path::new("/w"),
             None,
             false,
+            false,
         );
         assert!(nginx.contains(
             "upstream backend { least_conn; server 127.0.0.1:19000; server 127.0.0.1:19010; \
@@ -490,12 +574,66 @@ mod tests {
             Path::new("/w"),
             None,
             false,
+            false,
         );
         assert!(rr.contains("upstream backend { server 127.0.0.1:19000; server"));
-        let haproxy = haproxy_conf(19004, &ports, Some(Balance::LeastLoaded), None, false);
+        let haproxy = haproxy_conf(
+            19004,
+            &ports,
+            Some(Balance::LeastLoaded),
+            None,
+            false,
+            false,
+        );
         assert!(haproxy.ends_with(
             "backend backend\n  balance leastconn\n  server b1 127.0.0.1:19000\n  \
              server b2 127.0.0.1:19010\n  server b3 127.0.0.1:19011\n"
+        ));
+    }
+
+    #[test]
+    fn plain_configs_have_no_cache() {
+        let nginx = nginx_conf(19003, &[19000], None, Path::new("/w"), None, false, false);
+        let haproxy = haproxy_conf(19004, &[19000], None, None, false, false);
+        for word in ["proxy_cache", "X-Cache-Status"] {
+            assert!(!nginx.contains(word), "{word}");
+        }
+        for word in ["cache", "X-Cache-Status"] {
+            assert!(!haproxy.contains(word), "{word}");
+        }
+    }
+
+    #[test]
+    fn nginx_caches_by_uri_and_marks_hits() {
+        let nginx = nginx_conf(19003, &[19000], None, Path::new("/w"), None, false, true);
+        assert!(nginx.contains(
+            "\n  proxy_cache_path /w/nginx-cache levels=1:2 keys_zone=bench:10m max_size=256m \
+             inactive=60m use_temp_path=off;\n"
+        ));
+        let location = nginx.split("location / {").nth(1).unwrap();
+        for line in [
+            "proxy_cache bench;",
+            "proxy_cache_key $scheme$host$request_uri;",
+            "add_header X-Cache-Status $upstream_cache_status;",
+        ] {
+            assert!(location.contains(&format!("\n      {line}\n")), "{line}");
+        }
+        // Lifetimes come from the origin alone, and its Cache-Control is not ignored.
+        assert!(!nginx.contains("proxy_cache_valid"));
+        assert!(!nginx.contains("proxy_ignore_headers"));
+    }
+
+    #[test]
+    fn haproxy_caches_in_memory_and_marks_hits() {
+        let haproxy = haproxy_conf(19004, &[19000], None, None, false, true);
+        assert!(haproxy.contains(
+            "  http-response set-header X-Cache-Status HIT if { res.cache_hit }\n  \
+             default_backend backend\n"
+        ));
+        assert!(haproxy.ends_with(
+            "backend backend\n  http-request cache-use bench\n  http-response cache-store bench\n  \
+             server b1 127.0.0.1:19000\ncache bench\n  total-max-size 256\n  \
+             max-object-size 1048576\n  max-age 3600\n"
         ));
     }
 }

@@ -9,9 +9,11 @@
 //! errors, non-2xx answers, wrong body sizes or missing forwarding fields is marked invalid.
 //! The TLS scenarios (`tls-*`) are in `tls`, their rustls client in `tlsclient`; the HTTP/2
 //! scenarios (`h2c-*`, `h2-tls-*`, driven by h2load) in `h2`; the load-balancing ones
-//! (`lb-*`: three backends, one of them slow) in `lb`.
+//! (`lb-*`: three backends, one of them slow) in `lb`; the cache-hit ones (`cache-hit-*`: each
+//! proxy's response cache on, the backend nearly idle while measured) in `cache`.
 //! Run it through `scripts/bench.sh`, which installs the tools and builds everything first.
 
+mod cache;
 mod contenders;
 mod h2;
 mod lb;
@@ -38,6 +40,7 @@ enum Drive {
     Tls(tls::Mode),
     H2(h2::Mode),
     Lb(lb::Mode),
+    Cache(cache::Mode),
 }
 
 #[derive(Debug, Clone)]
@@ -118,6 +121,7 @@ fn scenarios() -> Vec<Scenario> {
     all.extend(tls::scenarios());
     all.extend(h2::scenarios());
     all.extend(lb::scenarios());
+    all.extend(cache::scenarios());
     all
 }
 
@@ -359,6 +363,7 @@ fn run_scenarios(
             }
             Drive::H2(mode) => h2::run(o, setup, sc, mode)?,
             Drive::Lb(mode) => lb::run(o, setup, sc, mode)?,
+            Drive::Cache(mode) => cache::run(o, setup, sc, mode)?,
         };
         let title = format!("{} — {}", sc.name, sc.title);
         let mut section =

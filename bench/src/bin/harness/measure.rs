@@ -331,6 +331,12 @@ pub fn idle_connections(
 
 /// Fetches `path` once through `port` and returns the response body (Content-Length framed).
 pub fn fetch_body(port: u16, path: &str) -> Result<Vec<u8>, String> {
+    fetch(port, path).map(|(_, body)| body)
+}
+
+/// Fetches `path` once through `port` (the connection closed after it) and returns the
+/// response head (status line and fields, as text) and body.
+pub fn fetch(port: u16, path: &str) -> Result<(String, Vec<u8>), String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(5)))
         .map_err(|e| e.to_string())?;
@@ -346,7 +352,36 @@ pub fn fetch_body(port: u16, path: &str) -> Result<Vec<u8>, String> {
         .position(|w| w == b"\r\n\r\n")
         .ok_or("no response head")?
         + 4;
-    Ok(all[end..].to_vec())
+    let head = String::from_utf8_lossy(&all[..end - 4]).into_owned();
+    Ok((head, all[end..].to_vec()))
+}
+
+/// What the backend should see during a measured window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendLoad {
+    /// Every request the client counted reaches the backend (a proxy that answers some
+    /// itself did less work than its peers).
+    EveryRequest,
+    /// A cache answers: at most this many requests reach the backend, whatever the client
+    /// counted (more means the contender was measured on misses).
+    AtMost(u64),
+}
+
+impl BackendLoad {
+    /// The problem with a window in which the backend served `served` requests while the
+    /// client counted `requests` answers, if any.
+    pub fn problem(self, served: u64, requests: u64) -> Option<String> {
+        match self {
+            BackendLoad::EveryRequest if served < requests => Some(format!(
+                "the backend served {served} requests but the client counted {requests} answers"
+            )),
+            BackendLoad::AtMost(max) if served > max => Some(format!(
+                "the backend served {served} of the {requests} requests (at most {max} expected \
+                 from a cache): not all were cache hits"
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// Runs one measured window on `running` with `drive`, returning the run's numbers.
@@ -362,9 +397,53 @@ where
     measured_on(&[crate::BACKEND_PORT], running, body, connections, drive)
 }
 
+/// As `measured`, for a contender that answers from its cache: the backend serving more than
+/// `max_upstream` requests during the window is the problem, not serving fewer.
+pub fn measured_hits<F>(
+    running: &Running,
+    body: usize,
+    connections: u32,
+    max_upstream: u64,
+    drive: F,
+) -> Result<Run, String>
+where
+    F: FnOnce() -> Result<(u64, Run, u64), String>,
+{
+    measured_with(
+        &[crate::BACKEND_PORT],
+        BackendLoad::AtMost(max_upstream),
+        running,
+        body,
+        connections,
+        drive,
+    )
+}
+
 /// As `measured`, for a contender in front of the backends on `backends` (their counters summed).
 pub fn measured_on<F>(
     backends: &[u16],
+    running: &Running,
+    body: usize,
+    connections: u32,
+    drive: F,
+) -> Result<Run, String>
+where
+    F: FnOnce() -> Result<(u64, Run, u64), String>,
+{
+    measured_with(
+        backends,
+        BackendLoad::EveryRequest,
+        running,
+        body,
+        connections,
+        drive,
+    )
+}
+
+/// One measured window, the backend's count checked against `expect`.
+fn measured_with<F>(
+    backends: &[u16],
+    expect: BackendLoad,
     running: &Running,
     body: usize,
     connections: u32,
@@ -392,11 +471,8 @@ where
     let after = backends_stats(backends)?;
     run.upstream_conns = after.accepted - before.accepted;
     let served = after.requests - before.requests;
-    if served < requests {
-        run.problems.push(format!(
-            "the backend served {served} requests but the client counted {requests} answers"
-        ));
-    }
+    run.upstream_requests = served;
+    run.problems.extend(expect.problem(served, requests));
     if running.kind != Kind::Direct {
         run.cpu_us = cpu as f64 / 1000.0 / requests.max(1) as f64;
         run.util = cpu as f64 / wall.as_nanos() as f64;
@@ -440,5 +516,30 @@ mod tests {
         assert_eq!(r.errors, 3);
         assert_eq!(r.non2xx, 3);
         assert_eq!(r.bytes, 83_886_080);
+    }
+
+    #[test]
+    fn backend_counts_are_checked_each_way() {
+        // (expectation, served by the backend, counted by the client, flagged)
+        let cases = [
+            (BackendLoad::EveryRequest, 1000, 1000, false),
+            (BackendLoad::EveryRequest, 1001, 1000, false),
+            (BackendLoad::EveryRequest, 999, 1000, true),
+            (BackendLoad::AtMost(5), 0, 70_000, false),
+            (BackendLoad::AtMost(5), 5, 70_000, false),
+            (BackendLoad::AtMost(5), 6, 70_000, true),
+            (BackendLoad::AtMost(5), 70_000, 70_000, true),
+        ];
+        for (expect, served, requests, flagged) in cases {
+            assert_eq!(
+                expect.problem(served, requests).is_some(),
+                flagged,
+                "{expect:?} served {served} of {requests}"
+            );
+        }
+        assert!(BackendLoad::AtMost(5)
+            .problem(9, 100)
+            .unwrap()
+            .contains("not all were cache hits"));
     }
 }

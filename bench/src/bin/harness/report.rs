@@ -18,6 +18,8 @@ pub struct Run {
     /// Proxy CPU time ÷ wall time over the run.
     pub util: f64,
     pub upstream_conns: u64,
+    /// Requests the backend(s) served during the run.
+    pub upstream_requests: u64,
     pub errors: u64,
     pub problems: Vec<String>,
 }
@@ -169,6 +171,34 @@ pub fn markdown(title: &str, how: &str, rows: &[(Kind, Row)], latency_999: bool)
     out
 }
 
+/// A labelled number read from each run (`("req/s", |r| r.rps)`).
+pub type Metric = (&'static str, fn(&Run) -> f64);
+
+/// The line after a section's table comparing Ringway's medians with each peer's (every row
+/// but Ringway's and the direct path's), one ratio per `(label, metric)`:
+/// `Medians: ringway ÷ nginx: req/s 1.10×, CPU/request 0.80×; ringway ÷ haproxy: …`.
+/// Empty when Ringway has no row.
+pub fn ringway_ratios(rows: &[(Kind, Row)], metrics: &[Metric]) -> String {
+    let Some((_, ringway)) = rows.iter().find(|(k, _)| *k == Kind::Ringway) else {
+        return String::new();
+    };
+    let peers: Vec<String> = rows
+        .iter()
+        .filter(|(k, _)| !matches!(k, Kind::Ringway | Kind::Direct))
+        .map(|(kind, row)| {
+            let ratios: Vec<String> = metrics
+                .iter()
+                .map(|(label, f)| format!("{label} {}", ratio(ringway.med(f), row.med(f))))
+                .collect();
+            format!("ringway ÷ {}: {}", kind.name(), ratios.join(", "))
+        })
+        .collect();
+    if peers.is_empty() {
+        return String::new();
+    }
+    format!("\nMedians: {}.\n", peers.join("; "))
+}
+
 /// An SVG with two bar groups: proxy CPU per request, and req/s.
 pub fn chart(path: &Path, title: &str, rows: &[(Kind, Row)]) -> Result<(), String> {
     let root = SVGBackend::new(path, (900, 420)).into_drawing_area();
@@ -293,7 +323,45 @@ pub fn merge_summary(earlier: &str, head: &str, new: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::merge_summary;
+    use super::{merge_summary, ringway_ratios, Metric, Row, Run};
+    use crate::contenders::Kind;
+
+    fn row(rps: &[f64], cpu_us: &[f64]) -> Row {
+        Row {
+            runs: rps
+                .iter()
+                .zip(cpu_us)
+                .map(|(&rps, &cpu_us)| Run {
+                    rps,
+                    cpu_us,
+                    ..Run::default()
+                })
+                .collect(),
+            ..Row::default()
+        }
+    }
+
+    #[test]
+    fn ringway_is_compared_with_each_peer_on_medians() {
+        let rows = [
+            (Kind::Direct, row(&[200_000.0], &[f64::NAN])),
+            (
+                Kind::Ringway,
+                row(&[90_000.0, 120_000.0, 110_000.0], &[6.0, 5.0, 7.0]),
+            ),
+            (Kind::Nginx, row(&[100_000.0], &[10.0])),
+            (Kind::Haproxy, row(&[55_000.0], &[0.0])),
+        ];
+        let metrics: [Metric; 2] = [("req/s", |r| r.rps), ("CPU/request", |r| r.cpu_us)];
+        assert_eq!(
+            ringway_ratios(&rows, &metrics),
+            "\nMedians: ringway ÷ nginx: req/s 1.10×, CPU/request 0.60×; \
+             ringway ÷ haproxy: req/s 2.00×, CPU/request —.\n"
+        );
+        // Without Ringway (it did not start) or without peers there is nothing to compare.
+        assert_eq!(ringway_ratios(&rows[2..], &metrics), "");
+        assert_eq!(ringway_ratios(&rows[..2], &metrics), "");
+    }
 
     #[test]
     fn a_later_run_replaces_only_its_own_sections() {
