@@ -32,12 +32,16 @@ pub(super) enum CacheStatus {
 
 impl CacheStatus {
     fn text(self) -> &'static [u8] {
+        self.text_str().as_bytes()
+    }
+
+    fn text_str(self) -> &'static str {
         match self {
-            CacheStatus::Hit => b"HIT",
-            CacheStatus::Miss => b"MISS",
-            CacheStatus::Stale => b"STALE",
-            CacheStatus::Revalidated => b"REVALIDATED",
-            CacheStatus::Bypass => b"BYPASS",
+            CacheStatus::Hit => "HIT",
+            CacheStatus::Miss => "MISS",
+            CacheStatus::Stale => "STALE",
+            CacheStatus::Revalidated => "REVALIDATED",
+            CacheStatus::Bypass => "BYPASS",
         }
     }
 }
@@ -360,6 +364,20 @@ fn codable(entry: &Entry, settings: Option<&CompressSettings>) -> bool {
                 .is_some_and(|t| content_type_matches(t, &c.types))
             && entry.body.len() as u64 >= c.min_bytes
     })
+}
+
+/// Adds the cache status (`MISS`, `BYPASS`) to an HTTP/2 response's fields.
+pub(crate) fn mark_h2(plan: &AccelPlan, headers: &mut http::HeaderMap) {
+    let status = match (&plan.cache, &plan.bypass) {
+        (Some(c), _) => c.status_field.as_deref().map(|n| (n, CacheStatus::Miss)),
+        (None, Some(n)) => Some((&**n, CacheStatus::Bypass)),
+        (None, None) => None,
+    };
+    if let Some((name, status)) = status {
+        if let Ok(name) = http::HeaderName::from_bytes(name.as_bytes()) {
+            headers.insert(name, http::HeaderValue::from_static(status.text_str()));
+        }
+    }
 }
 
 /// The stored variant for this request: the identity variant, or for a client that accepts

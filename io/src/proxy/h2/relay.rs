@@ -216,6 +216,7 @@ pub(super) async fn response_body(
     ubuf: &mut Vec<u8>,
     send: &mut SendStream<Bytes>,
     tracker: &mut BodyTracker,
+    mut capture: Option<&mut crate::proxy::cache_fill::Capture>,
 ) -> Result<u64, RelayError> {
     let mut sent: u64 = 0;
     let mut trailers: Vec<u8> = Vec::new();
@@ -234,6 +235,9 @@ pub(super) async fn response_body(
         match tracker {
             BodyTracker::Done => return Ok(sent),
             BodyTracker::UntilClose => {
+                if let Some(c) = capture.as_deref_mut() {
+                    c.feed(ubuf);
+                }
                 send_all(stall, send, ubuf, false).await?;
                 sent += ubuf.len() as u64;
                 ubuf.clear();
@@ -242,6 +246,9 @@ pub(super) async fn response_body(
                 let n = usize::try_from(*rem).map_or(ubuf.len(), |r| r.min(ubuf.len()));
                 *rem -= n as u64;
                 let end = *rem == 0;
+                if let Some(c) = capture.as_deref_mut() {
+                    c.feed(&ubuf[..n]);
+                }
                 send_all(stall, send, &ubuf[..n], end).await?;
                 sent += n as u64;
                 ubuf.drain(..n);
@@ -270,6 +277,9 @@ pub(super) async fn response_body(
                     }
                 }
                 let done = d.is_done();
+                if let Some(c) = capture.as_deref_mut() {
+                    c.feed(&ubuf[..pos]);
+                }
                 ubuf.drain(..pos);
                 if done {
                     *tracker = BodyTracker::Done;

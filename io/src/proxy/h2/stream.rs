@@ -10,6 +10,8 @@
 use super::relay::{self, RelayError};
 use super::Live;
 use crate::access_log::AccessRecord;
+use crate::proxy::cache_fill::{self, OnResponse};
+use crate::proxy::cached::{self, AccelPlan, Hit, Planned};
 use crate::proxy::retry::{Attempts, Failure};
 use crate::proxy::slots::Slot;
 use crate::proxy::upstream::{acquire, read_response_head, retarget, HeadError};
@@ -70,6 +72,10 @@ pub(super) async fn serve(
             s.ctx.buffers.give(out);
             s.answer(status, None);
         }
+        Err(Refusal::Cached(hit)) => {
+            s.ctx.buffers.give(out);
+            s.serve_hit(&hit, None);
+        }
     }
 }
 
@@ -79,6 +85,8 @@ enum Refusal {
     Malformed,
     /// Answer with this status.
     Answer(Status),
+    /// Answer with this stored response (not a refusal to serve: a refusal to go upstream).
+    Cached(Box<Hit>),
 }
 
 /// A request ready to forward.
@@ -90,6 +98,8 @@ pub(super) struct Plan {
     pub(super) cluster: usize,
     pub(super) ep: Endpoint,
     pub(super) keys: RequestKeys,
+    /// What the cache does for this request (compression is for HTTP/1.1 clients only).
+    pub(super) accel: AccelPlan,
 }
 
 /// Bytes written so far, and whether the exchange completed (for pooling and logs).
@@ -172,9 +182,22 @@ impl Stream {
         {
             return Err(Refusal::Answer(Status::MisdirectedRequest));
         }
-        let Some(cluster) = cfg.router.route(head.host_name(out), head.path.of(out)) else {
+        let Some(route) = cfg.router.matched(head.host_name(out), head.path.of(out)) else {
             return Err(Refusal::Answer(Status::NotFound));
         };
+        let cluster = route.cluster;
+        let mut accel = AccelPlan::default();
+        if route.cache.is_some() {
+            let scheme: &[u8] = if conn.tls.is_some() {
+                b"https"
+            } else {
+                b"http"
+            };
+            match cached::plan(ctx, cfg, route, &head, out, scheme) {
+                Planned::Hit(hit) => return Err(Refusal::Cached(hit)),
+                Planned::Plan(p) => accel = *p,
+            }
+        }
         let keys = request_keys(
             &cfg.clusters[cluster].balance,
             &head,
@@ -201,6 +224,15 @@ impl Stream {
         write_request_head(out, &head, &cfg.forward, &fctx, &mut forwarded);
         std::mem::swap(out, &mut forwarded);
         ctx.buffers.give(forwarded);
+        if let Some(creq) = &accel.cache {
+            // A stale stored response is revalidated (an HTTP/2 client waits for it: serving
+            // stale first is done for HTTP/1 clients only).
+            if let (Some((_, entry)), false) = (&creq.stored, creq.client_conditional) {
+                if kind == RequestBody::None {
+                    cached::add_validators(out, entry);
+                }
+            }
+        }
         let expect_continue = kind != RequestBody::None
             && parts
                 .headers
@@ -213,13 +245,14 @@ impl Stream {
             cluster,
             ep,
             keys,
+            accel,
         })
     }
 
     /// Sends the request upstream and relays the response. Failures the cluster retries move
     /// the request to another endpoint; a reused connection found dead is retried once on a
     /// fresh one.
-    async fn forward(&mut self, plan: Plan, mut body: RecvStream, mut out: Vec<u8>) {
+    async fn forward(&mut self, mut plan: Plan, mut body: RecvStream, mut out: Vec<u8>) {
         let ctx = self.ctx.clone();
         let cfg = &*ctx.config;
         if cfg.clusters[plan.cluster].protocol == UpstreamProtocol::H2 {
@@ -377,6 +410,14 @@ impl Stream {
                 continue;
             }
             ctx.buffers.give(out);
+            if let Some(hit) = plan
+                .accel
+                .cache
+                .as_mut()
+                .and_then(|c| cache_fill::stale_on_error(&ctx, c))
+            {
+                return self.serve_hit(&hit, Some(&ep));
+            }
             let status = if failure == Failure::Timeout {
                 Status::GatewayTimeout
             } else {
@@ -394,6 +435,29 @@ impl Stream {
             ctx.stats.upstream_errors.inc();
             return self.answer(Status::BadGateway, Some(ep));
         }
+        let mut capture = None;
+        if let Some(creq) = plan.accel.cache.as_mut() {
+            match cache_fill::on_response(&ctx, cfg, creq, &ubuf, &rhead) {
+                OnResponse::Serve(hit) => {
+                    let reusable = rhead.status == 304 && !rhead.close;
+                    ubuf.drain(..rhead.head_len.min(ubuf.len()));
+                    if reusable && ubuf.is_empty() {
+                        ctx.upstreams.put(ep.id, up, Instant::now());
+                    }
+                    ctx.recycle(ubuf);
+                    drop(slot);
+                    return self.serve_hit(&hit, Some(ep));
+                }
+                OnResponse::Forward(c) => capture = c,
+            }
+        }
+        if let Some((id, key)) = plan.accel.invalidate.take() {
+            if proxy_core::cache::policy::invalidates(plan.method, rhead.status) {
+                if let Some(store) = ctx.cache.store(id) {
+                    store.borrow_mut().remove(&key);
+                }
+            }
+        }
         // The parsed head (kilobytes of spans) is consumed here, not kept across an await.
         let (framing, upstream_close, head_len, status, mut response) = {
             let r = rhead;
@@ -401,6 +465,7 @@ impl Stream {
             let response = self.response(&ubuf, &r, framing, plan.method == Method::Head);
             (framing, r.close, r.head_len, r.status, response)
         };
+        cached::mark_h2(&plan.accel, response.headers_mut());
         if let Some(name) = &cfg.clusters[plan.cluster].balance.sticky_cookie {
             let token = ctx.sticky_token(plan.cluster, ep.id);
             if let Some(t) = token.filter(|_| token != plan.keys.sticky) {
@@ -426,7 +491,15 @@ impl Stream {
         } else {
             let mut tracker = BodyTracker::new(framing);
             ctx.upsize_for(&mut ubuf, &tracker);
-            match relay::response_body(&ctx, &mut up, &mut ubuf, &mut send, &mut tracker).await {
+            let relayed = relay::response_body(
+                &ctx,
+                &mut up,
+                &mut ubuf,
+                &mut send,
+                &mut tracker,
+                capture.as_deref_mut(),
+            );
+            match relayed.await {
                 Ok(n) => {
                     outcome.bytes = n;
                     true
@@ -444,6 +517,9 @@ impl Stream {
                 }
             }
         };
+        if let (Some(c), Some(creq), true) = (capture, plan.accel.cache.as_ref(), complete) {
+            c.finish(&ctx, creq);
+        }
         if complete && !upstream_close && framing != BodyFraming::UntilClose && ubuf.is_empty() {
             ctx.upstreams.put(ep.id, up, Instant::now());
         }
