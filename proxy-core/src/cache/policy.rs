@@ -200,7 +200,12 @@ pub fn evaluate(resp: &ResponseMeta, req: &RequestControl, now: u64) -> Serve {
         return Serve::Revalidate;
     }
     let age = current_age(resp, now);
-    if req.max_age.is_some_and(|max_age| age > max_age) {
+    // Ages are whole seconds, so `age > 0` would let `max-age=0` take a response stored less
+    // than a second ago: a browser's reload sends it to mean "validate", so it does.
+    if req
+        .max_age
+        .is_some_and(|max_age| max_age == 0 || age > max_age)
+    {
         return Serve::Revalidate;
     }
     let lifetime = freshness_lifetime(resp);

@@ -12,7 +12,7 @@
 //! stream open (GOAWAY NO_ERROR), an unanswered keepalive PING, or a drain, where it sends
 //! GOAWAY and lets the open streams finish.
 
-mod cached;
+mod answer;
 mod h1;
 mod io;
 mod relay;

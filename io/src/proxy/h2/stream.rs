@@ -9,7 +9,6 @@
 
 use super::relay::{self, RelayError};
 use super::Live;
-use crate::access_log::AccessRecord;
 use crate::proxy::cache_fill::{self, OnResponse};
 use crate::proxy::cached::{self, AccelPlan, Hit, Planned};
 use crate::proxy::retry::{Attempts, Failure};
@@ -23,7 +22,7 @@ use h2::{Reason, RecvStream};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use proxy_core::config::{Endpoint, UpstreamProtocol};
 use proxy_core::h2::{response_fields, write_http1_request, PseudoHeaders, RequestBody};
-use proxy_core::http1::{parse_request, parse_response, BodyFraming, Method, ResponseHead};
+use proxy_core::http1::{parse_request, BodyFraming, Method, ResponseHead};
 use proxy_core::lb::keys::{request_keys, sticky_set_cookie, RequestKeys};
 use proxy_core::rewrite::{write_request_head, ForwardContext};
 use proxy_core::Status;
@@ -38,9 +37,9 @@ pub(super) struct Stream {
     pub(super) ctx: Rc<WorkerCtx>,
     pub(super) live: Live,
     pub(super) respond: SendResponse<Bytes>,
-    started: Instant,
+    pub(super) started: Instant,
     /// `METHOD path HTTP/2.0`, kept only when the access log is on.
-    request_line: Vec<u8>,
+    pub(super) request_line: Vec<u8>,
 }
 
 /// Serves one stream to the end.
@@ -561,36 +560,6 @@ impl Stream {
         }
     }
 
-    /// Answers the stream with Ringway's own response for `status`.
-    pub(super) fn answer(&mut self, status: Status, ep: Option<&Endpoint>) {
-        let outcome = self.answer_quietly(status);
-        self.log(&outcome, ep);
-    }
-
-    /// Like [`Stream::answer`], leaving the access log to the caller.
-    pub(super) fn answer_quietly(&mut self, status: Status) -> Outcome {
-        let canned = status.response(false);
-        let mut outcome = Outcome {
-            status: status.code(),
-            bytes: 0,
-        };
-        if let Ok(Some(head)) = parse_response(canned) {
-            let body = &canned[head.head_len..];
-            let framing = BodyFraming::Length(body.len() as u64);
-            let resp = self.response(canned, &head, framing, false);
-            if let Ok(mut send) = self.respond.send_response(resp, body.is_empty()) {
-                if !body.is_empty() && send.send_data(Bytes::from_static(body), true).is_ok() {
-                    outcome.bytes = body.len() as u64;
-                }
-            }
-        }
-        self.ctx.stats.count_response(status.code());
-        if status.code() < 500 {
-            self.ctx.stats.bad_requests.inc();
-        }
-        outcome
-    }
-
     /// Runs `fut` unless the client resets the stream first (then `None`, and `fut` is
     /// dropped: its upstream connection with it).
     pub(super) async fn unless_reset<F: Future>(&mut self, fut: F) -> Option<F::Output> {
@@ -605,25 +574,5 @@ impl Stream {
             fut.as_mut().poll(cx).map(Some)
         })
         .await
-    }
-
-    pub(super) fn log(&self, outcome: &Outcome, ep: Option<&Endpoint>) {
-        if self.ctx.access_log.is_none() {
-            return;
-        }
-        let conn = self.live.conn();
-        self.ctx.log_access(&AccessRecord {
-            client_ip: conn.ip.as_bytes(),
-            request_line: if self.request_line.is_empty() {
-                b"-"
-            } else {
-                &self.request_line
-            },
-            status: outcome.status,
-            bytes: outcome.bytes,
-            latency: self.started.elapsed(),
-            upstream: ep.map(|e| self.ctx.endpoint_authority(e.id)),
-            conn: conn.id,
-        });
     }
 }

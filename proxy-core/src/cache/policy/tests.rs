@@ -463,7 +463,8 @@ fn evaluate_table() {
         (meta(), RequestControl::parse([], true), T, Revalidate),
         // §5.2.1.1: request max-age.
         (meta(), rq("max-age=0"), T + 1, Revalidate),
-        (meta(), rq("max-age=0"), T, Fresh),
+        // max-age=0 revalidates even at age 0 (ages are whole seconds; a reload means it).
+        (meta(), rq("max-age=0"), T, Revalidate),
         (meta(), rq("max-age=60"), T + 60, Fresh),
         (meta(), rq("max-age=60"), T + 61, Revalidate),
         (meta(), rq("max-age=60, max-stale"), T + 61, Revalidate),
