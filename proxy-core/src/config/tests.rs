@@ -370,3 +370,73 @@ fn a_host_name_fills_address_slots() {
     assert_eq!(present, [true, true, true, false]);
     assert_eq!(app.endpoints[2].addr, "10.0.0.2:80".parse().unwrap());
 }
+
+#[test]
+fn route_cache_and_compression_resolve_with_defaults() {
+    let text = MINIMAL.replace(
+        "[[routes]]\ncluster = \"app\"\n",
+        "[[routes]]\ncluster = \"app\"\ncache = {}\ncompress = { encodings = [\"gzip\", \"br\"] }\n\
+         [[routes]]\npath_prefix = \"/raw\"\ncluster = \"app\"\n",
+    );
+    let c = resolve(&text).unwrap();
+    let cached = c.router.matched(None, b"/x").unwrap();
+    let raw = c.router.matched(None, b"/raw/x").unwrap();
+    assert_eq!((raw.cache, raw.compress), (None, None));
+    let cache = &c.caches[cached.cache.unwrap()];
+    assert_eq!(cache.max_bytes, 256 << 20);
+    assert_eq!(cache.max_object_bytes, 8 << 20);
+    assert_eq!(cache.status_header.as_deref(), Some("X-Cache"));
+    let compress = &c.compressions[cached.compress.unwrap()];
+    assert_eq!(
+        compress.encodings,
+        [
+            crate::compress::Encoding::Gzip,
+            crate::compress::Encoding::Brotli
+        ]
+    );
+    assert!(compress.types.iter().any(|t| t == "text/html"));
+    assert_eq!((compress.min_bytes, compress.gzip_level), (256, 5));
+}
+
+#[test]
+fn route_cache_and_compression_errors_name_the_key() {
+    let cases = [
+        ("cache = { max_bytes = 0 }", "routes[0].cache.max_bytes"),
+        (
+            "cache = { max_bytes = \"1m\", max_object_bytes = \"2m\" }",
+            "routes[0].cache.max_object_bytes",
+        ),
+        (
+            "cache = { status_header = \"X Cache\" }",
+            "routes[0].cache.status_header",
+        ),
+        (
+            "compress = { encodings = [\"lzma\"] }",
+            "routes[0].compress.encodings",
+        ),
+        (
+            "compress = { encodings = [] }",
+            "routes[0].compress.encodings",
+        ),
+        (
+            "compress = { types = [\"html\"] }",
+            "routes[0].compress.types",
+        ),
+        (
+            "compress = { gzip_level = 10 }",
+            "routes[0].compress.gzip_level",
+        ),
+        (
+            "compress = { zstd_level = 22 }",
+            "routes[0].compress.zstd_level",
+        ),
+    ];
+    for (keys, key) in cases {
+        let text = MINIMAL.replace(
+            "[[routes]]\ncluster = \"app\"\n",
+            &format!("[[routes]]\ncluster = \"app\"\n{keys}\n"),
+        );
+        let e = resolve(&text).unwrap_err();
+        assert_eq!(e.key, key, "{keys}: {e:?}");
+    }
+}
