@@ -800,3 +800,81 @@ fn concurrent_misses_coalesce() {
         }
     }
 }
+
+/// HTTP/2 clients: a fresh entry is a HIT; a stale one within stale-while-revalidate is
+/// answered at once from the store while the stream goes on to refresh it; and concurrent
+/// streams for one URL on one worker reach the origin once.
+#[test]
+fn http2_clients_hit_get_stale_while_revalidating_and_coalesce() {
+    use common::h2::{run, Body as H2Body, H2};
+    use http::Method;
+    let origin = Backend::start("origin-h2");
+    let proxy = start_accel_proxy(&origin, 1, CACHE);
+    let swr = "/o/h2swr?cc=max-age%3D1%2C%20stale-while-revalidate%3D30&etag=%22a1%22";
+    let slow = "/o/h2coalesce?cc=max-age%3D60&delay_ms=700";
+    run(Duration::from_secs(20), async {
+        let mut h = H2::h2c(proxy.addr, common::origin::CACHE_HOST)
+            .await
+            .expect("h2c connection");
+        let r = h.must_get(swr).await;
+        assert_eq!(r.header("x-cache"), Some("MISS"));
+        let r = h.must_get(swr).await;
+        assert_eq!(r.header("x-cache"), Some("HIT"));
+        assert!(r.header("age").is_some());
+        script(
+            &origin,
+            swr,
+            "version=2&etag=%22a2%22&cc=max-age%3D60&delay_ms=1500",
+        );
+        tokio::time::sleep(PAST_ONE_SECOND).await;
+        let started = Instant::now();
+        let r = h.must_get(swr).await;
+        assert_eq!(r.header("x-cache"), Some("STALE"), "{}", r.summary());
+        assert_eq!(body_version(&r.body).as_deref(), Some("1"));
+        assert!(
+            started.elapsed() < Duration::from_millis(1200),
+            "the stale answer waited {:?} for the refresh",
+            started.elapsed()
+        );
+        // The refresh goes on after the answer: poll (bounded) until the new version is in.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let r = h.must_get(swr).await;
+            if body_version(&r.body).as_deref() == Some("2") {
+                assert_eq!(r.header("x-cache"), Some("HIT"), "{}", r.summary());
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never refreshed: {}",
+                r.summary()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let log = origin_log(&origin, swr);
+        assert_eq!(log.len(), 2, "{log:?}");
+        assert_eq!(log[1].if_none_match.as_deref(), Some("\"a1\""), "{log:?}");
+
+        // 20 streams at once for a slow URL: one origin request, 20 identical bodies.
+        let mut pending = Vec::new();
+        for _ in 0..20 {
+            let req = h.req(Method::GET, slow).body(()).expect("request");
+            pending.push(h.start(req, H2Body::none()).await.expect("stream"));
+        }
+        let mut bodies = Vec::new();
+        for p in pending {
+            let resp = p.await.expect("response");
+            assert_eq!(resp.status(), 200);
+            let mut body = resp.into_body();
+            let mut bytes = Vec::new();
+            while let Some(chunk) = body.data().await {
+                let chunk = chunk.expect("body");
+                let _ = body.flow_control().release_capacity(chunk.len());
+                bytes.extend_from_slice(&chunk);
+            }
+            bodies.push(bytes);
+        }
+        assert!(bodies.iter().all(|b| b == &bodies[0] && !b.is_empty()));
+        assert_eq!(origin_hits(&origin, slow), 1, "coalesced into one fetch");
+    });
+}

@@ -7,10 +7,13 @@
 
 mod common;
 
+use common::h2::{Body as H2Body, H2};
 use common::lb::Backend;
 use common::origin::{encode, origin_get, request, start_accel_proxy};
 use common::{curl, temp_file, Client, Response};
+use http::Method;
 use std::io::Read;
+use std::time::Duration;
 
 /// The codings Ringway offers, as Accept-Encoding and Content-Encoding tokens.
 const CODINGS: [&str; 3] = ["gzip", "br", "zstd"];
@@ -356,5 +359,53 @@ fn etag_weakened_and_vary_merged() {
         );
         assert_identity(&r, &want, route);
         assert_eq!(r.header("etag"), Some("\"v1\""), "{route}: {}", r.summary());
+    }
+}
+
+/// HTTP/2 clients: compressed on the fly (no length, weak ETag, `Vary`), and with the cache
+/// on, served compressed variants from the store (`X-Cache: HIT`); every body decodes to the
+/// origin's bytes.
+#[test]
+fn http2_clients_get_compressed_streams_and_cached_variants() {
+    let origin = Backend::start("h2-compress");
+    for (route, cached) in [("compress = {}", false), (CACHE_AND_COMPRESS, true)] {
+        let proxy = start_accel_proxy(&origin, 1, route);
+        let target = format!(
+            "/o/h2z-{cached}?ct=text/html&body=60000&etag=%22z%22&chunked=1&cc=max-age%3D60"
+        );
+        let want = origin_get(&origin, &target, &[]).body;
+        common::h2::run(Duration::from_secs(20), async {
+            let mut h = H2::h2c(proxy.addr, common::origin::CACHE_HOST)
+                .await
+                .expect("h2c connection");
+            for (round, coding) in ["gzip", "br", "zstd", "gzip"].into_iter().enumerate() {
+                let req = h
+                    .req(Method::GET, &target)
+                    .header("accept-encoding", coding)
+                    .body(())
+                    .expect("request");
+                let r = h.exchange(req, H2Body::none()).await.expect("response");
+                let what = format!("{route}, {coding}, round {round}");
+                assert_eq!(r.status, 200, "{what}");
+                assert_eq!(r.header("content-encoding"), Some(coding), "{what}");
+                assert_eq!(r.header("etag"), Some("W/\"z\""), "{what}");
+                assert!(
+                    r.header("vary")
+                        .is_some_and(|v| v.eq_ignore_ascii_case("accept-encoding")),
+                    "{what}"
+                );
+                assert_eq!(decode(coding, &r.body), want, "{what}");
+                if cached && round > 0 {
+                    assert_eq!(r.header("x-cache"), Some("HIT"), "{what}");
+                    assert!(r.header("content-length").is_some(), "{what}");
+                } else if !cached {
+                    assert_eq!(r.header("content-length"), None, "{what}");
+                }
+            }
+            // No Accept-Encoding: the origin's bytes, still saying they vary.
+            let r = h.must_get(&target).await;
+            assert_eq!(r.header("content-encoding"), None);
+            assert_eq!(r.body, want);
+        });
     }
 }

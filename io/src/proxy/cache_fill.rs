@@ -11,7 +11,7 @@ use crate::worker::WorkerCtx;
 use bytes::Bytes;
 use proxy_core::cache::control::ResponseControl;
 use proxy_core::cache::date::parse_http_date;
-use proxy_core::cache::head::{field, stored_head};
+use proxy_core::cache::head::{field, merge_304, stored_head};
 use proxy_core::cache::key::vary_names;
 use proxy_core::cache::policy::{self, RequestFacts, ResponseMeta};
 use proxy_core::compress::Encoding;
@@ -80,10 +80,22 @@ pub(super) fn on_response(
             let had_cc = head.headers.find(ubuf, b"cache-control").is_some();
             let mut refreshed = entry;
             policy::refresh(&mut refreshed.meta, &meta, had_cc);
+            // RFC 9111 §3.2: the 304's fields replace the stored ones of the same name.
+            let status_field = req.status_field.as_deref().map(str::as_bytes);
+            let mut fields = merge_304(&refreshed.fields, ubuf, head, status_field);
+            if refreshed.encoding.is_some() {
+                // The origin's validator names the identity bytes, not this coding of them.
+                fields = super::cached::weaken_etag(fields);
+            }
+            refreshed.fields = Bytes::from(fields);
+            refreshed.etag = field(&refreshed.fields, b"etag").map(Bytes::copy_from_slice);
+            refreshed.last_modified =
+                field(&refreshed.fields, b"last-modified").map(Bytes::copy_from_slice);
             if let Some(store) = ctx.cache.store(req.id) {
-                if let Some(e) = store.borrow_mut().get_mut(&req.key, &variant) {
-                    e.meta = refreshed.meta;
-                }
+                // Inserted again, not changed in place: the fields may have changed size.
+                store
+                    .borrow_mut()
+                    .insert(&req.key, &variant, refreshed.clone());
             }
             ctx.stats.cache_revalidated.inc();
             return OnResponse::Serve(Box::new(Hit {

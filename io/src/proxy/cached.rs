@@ -380,6 +380,40 @@ pub(crate) fn mark_h2(plan: &AccelPlan, headers: &mut http::HeaderMap) {
     }
 }
 
+/// Marks an HTTP/2 response's fields for a body compressed with `enc`: no length, the coding,
+/// `Vary: Accept-Encoding`, a weak `ETag`. With `None` (compressible, but not asked for) only
+/// the `Vary`.
+pub(crate) fn encode_h2(headers: &mut http::HeaderMap, enc: Option<Encoding>) {
+    use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, ETAG, VARY};
+    let varies = headers.get_all(VARY).iter().any(|v| {
+        v.as_bytes() == b"*"
+            || v.as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| trim(t).eq_ignore_ascii_case(b"accept-encoding"))
+    });
+    if !varies {
+        headers.append(VARY, http::HeaderValue::from_static("Accept-Encoding"));
+    }
+    let Some(enc) = enc else {
+        return;
+    };
+    headers.remove(CONTENT_LENGTH);
+    headers.insert(
+        CONTENT_ENCODING,
+        http::HeaderValue::from_static(enc.token()),
+    );
+    if let Some(tag) = headers
+        .get(ETAG)
+        .filter(|t| !t.as_bytes().starts_with(b"W/"))
+    {
+        let mut weak = b"W/".to_vec();
+        weak.extend_from_slice(tag.as_bytes());
+        if let Ok(v) = http::HeaderValue::from_bytes(&weak) {
+            headers.insert(ETAG, v);
+        }
+    }
+}
+
 /// The stored variant for this request: the identity variant, or for a client that accepts
 /// `enc`, the compressed one (made from the identity variant, once per worker).
 fn lookup(
@@ -424,7 +458,7 @@ fn lookup(
 }
 
 /// A stored head with its strong `ETag` made weak (a compressed variant's bytes differ).
-fn weaken_etag(fields: Vec<u8>) -> Vec<u8> {
+pub(super) fn weaken_etag(fields: Vec<u8>) -> Vec<u8> {
     const ETAG: &[u8] = b"\r\nETag: \"";
     match fields
         .windows(ETAG.len())

@@ -189,6 +189,15 @@ impl Client {
                     };
                     ctx.stats.count_response(hit.code());
                     self.log(ctx, hit.code(), sent, started, None);
+                    // One refresh per URL and worker: if one is under way, this one is done.
+                    match ctx.cache.begin_fetch(creq.id, &creq.key) {
+                        Ok(guard) => fetch = Some(guard),
+                        Err(_) => {
+                            ctx.buffers.give(out);
+                            self.buf = Some(cbuf);
+                            return self.after_refresh(&req, ctx);
+                        }
+                    }
                     refresh_only = true;
                 }
             } else if creq.stored.is_none() {

@@ -42,6 +42,39 @@ pub fn stored_head(
     }
 }
 
+/// The stored head `stored` updated by a 304 (`head`, parsed from `buf`): each end-to-end field
+/// the 304 carries replaces the stored fields of that name (RFC 9111 §3.2); the status line and
+/// the other fields stay. `Content-Length` and the cache status field are never taken over.
+pub fn merge_304(
+    stored: &[u8],
+    buf: &[u8],
+    head: &ResponseHead,
+    status_field: Option<&[u8]>,
+) -> Vec<u8> {
+    let mut update = Vec::with_capacity(head.head_len);
+    stored_head(buf, head, status_field, &mut update);
+    let replaced = |name: &[u8]| fields(&update).any(|(n, _)| n.eq_ignore_ascii_case(name));
+    let status_end = stored
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .map_or(stored.len(), |p| p + 2);
+    let mut out = Vec::with_capacity(stored.len() + update.len());
+    out.extend_from_slice(&stored[..status_end]);
+    for (name, value) in fields(stored).filter(|(n, _)| !replaced(n)) {
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in fields(&update) {
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
 /// The status code of a stored head.
 pub fn stored_status(stored: &[u8]) -> u16 {
     stored
@@ -341,6 +374,20 @@ Content-Type: text/html\r\nContent-Encoding: br\r\nTransfer-Encoding: chunked\r\
         assert_eq!(
             head,
             b"HTTP/1.1 200 OK\r\nETag: W/\"x\"\r\nVary: Accept-Encoding\r\nContent-Encoding: gzip\r\n\r\n"
+                .to_vec()
+        );
+    }
+
+    #[test]
+    fn a_304_replaces_the_fields_it_carries() {
+        let not_modified = b"HTTP/1.1 304 Not Modified\r\nDate: Tue, 08 Dec 2026 02:00:00 GMT\r\n\
+Cache-Control: max-age=120\r\nX-Cache: HIT\r\nConnection: close\r\n\r\n";
+        let head = parse_response(not_modified).unwrap().unwrap();
+        let merged = merge_304(&stored(), not_modified, &head, Some(b"x-cache"));
+        assert_eq!(
+            merged,
+            b"HTTP/1.1 200 OK\r\nETag: \"v1\"\r\nContent-Type: text/html\r\n\
+Date: Tue, 08 Dec 2026 02:00:00 GMT\r\nCache-Control: max-age=120\r\n"
                 .to_vec()
         );
     }

@@ -69,6 +69,11 @@ pub struct CompressSettings {
 }
 
 impl CompressSettings {
+    /// The level configured for `enc`, or 0 without one.
+    pub fn level_for(&self, enc: Option<Encoding>) -> u32 {
+        enc.map_or(0, |e| self.level(e))
+    }
+
     /// The level configured for `enc`.
     pub fn level(&self, enc: Encoding) -> u32 {
         match enc {

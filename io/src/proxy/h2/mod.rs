@@ -13,6 +13,7 @@
 //! GOAWAY and lets the open streams finish.
 
 mod answer;
+mod caching;
 mod h1;
 mod io;
 mod relay;

@@ -15,6 +15,7 @@ use crate::worker::WorkerCtx;
 use bytes::Bytes;
 use h2::{RecvStream, SendStream};
 use http::{HeaderMap, HeaderName, HeaderValue};
+use proxy_core::compress::Encoder;
 use std::future::poll_fn;
 use std::io;
 
@@ -217,15 +218,18 @@ pub(super) async fn response_body(
     send: &mut SendStream<Bytes>,
     tracker: &mut BodyTracker,
     mut capture: Option<&mut crate::proxy::cache_fill::Capture>,
+    mut coder: Option<Encoder>,
 ) -> Result<u64, RelayError> {
     let mut sent: u64 = 0;
     let mut trailers: Vec<u8> = Vec::new();
     let stall = stall_limit(ctx);
+    // Compressed output of the current piece (unallocated without a coder).
+    let mut scratch = Vec::new();
     loop {
         if ubuf.is_empty() {
             match fill(ctx, up, ubuf).await {
                 Ok(0) if matches!(tracker, BodyTracker::UntilClose) => {
-                    send_all(stall, send, &[], true).await?;
+                    emit(stall, send, &mut coder, &mut scratch, &[], true).await?;
                     return Ok(sent);
                 }
                 Ok(0) | Err(_) => return Err(RelayError::Upstream),
@@ -238,7 +242,7 @@ pub(super) async fn response_body(
                 if let Some(c) = capture.as_deref_mut() {
                     c.feed(ubuf);
                 }
-                send_all(stall, send, ubuf, false).await?;
+                emit(stall, send, &mut coder, &mut scratch, ubuf, false).await?;
                 sent += ubuf.len() as u64;
                 ubuf.clear();
             }
@@ -249,7 +253,7 @@ pub(super) async fn response_body(
                 if let Some(c) = capture.as_deref_mut() {
                     c.feed(&ubuf[..n]);
                 }
-                send_all(stall, send, &ubuf[..n], end).await?;
+                emit(stall, send, &mut coder, &mut scratch, &ubuf[..n], end).await?;
                 sent += n as u64;
                 ubuf.drain(..n);
                 if end {
@@ -272,7 +276,15 @@ pub(super) async fn response_body(
                     let (start, len) = (pos + r.consumed - data.len(), data.len());
                     pos += r.consumed;
                     if len > 0 {
-                        send_all(stall, send, &ubuf[start..start + len], false).await?;
+                        emit(
+                            stall,
+                            send,
+                            &mut coder,
+                            &mut scratch,
+                            &ubuf[start..start + len],
+                            false,
+                        )
+                        .await?;
                         sent += len as u64;
                     }
                 }
@@ -285,15 +297,48 @@ pub(super) async fn response_body(
                     *tracker = BodyTracker::Done;
                     match parse_trailers(&trailers) {
                         Some(map) if !map.is_empty() => {
+                            if let Some(c) = coder.take() {
+                                scratch.clear();
+                                c.finish(&mut scratch).map_err(|_| RelayError::Upstream)?;
+                                send_all(stall, send, &scratch, false).await?;
+                            }
                             send.send_trailers(map).map_err(|_| RelayError::Client)?
                         }
-                        _ => send_all(stall, send, &[], true).await?,
+                        _ => emit(stall, send, &mut coder, &mut scratch, &[], true).await?,
                     }
                     return Ok(sent);
                 }
             }
         }
     }
+}
+
+/// Sends a piece of payload: as it is, or through `coder` (flushed so the client can decode
+/// what it has, and finished with `end`).
+async fn emit(
+    stall: std::time::Duration,
+    send: &mut SendStream<Bytes>,
+    coder: &mut Option<Encoder>,
+    scratch: &mut Vec<u8>,
+    data: &[u8],
+    end: bool,
+) -> Result<(), RelayError> {
+    let Some(c) = coder.as_mut() else {
+        return send_all(stall, send, data, end).await;
+    };
+    scratch.clear();
+    c.write(data, scratch).map_err(|_| RelayError::Upstream)?;
+    let done = match coder.take() {
+        Some(c) if end => c.finish(scratch),
+        Some(mut c) => {
+            let flushed = c.flush(scratch);
+            *coder = Some(c);
+            flushed
+        }
+        None => Ok(()),
+    };
+    done.map_err(|_| RelayError::Upstream)?;
+    send_all(stall, send, scratch, end).await
 }
 
 /// The trailer fields of a chunked body (the decoder has checked their syntax), minus those

@@ -7,10 +7,12 @@
 //! PROTOCOL_ERROR (RFC 9113 §8.1.1). A stream the client resets drops its upstream connection
 //! unpooled. The connection's other streams never notice.
 
+use super::caching::{refresh_body, Before};
 use super::relay::{self, RelayError};
 use super::Live;
 use crate::proxy::cache_fill::{self, OnResponse};
 use crate::proxy::cached::{self, AccelPlan, Hit, Planned};
+use crate::proxy::compressing::should_compress;
 use crate::proxy::retry::{Attempts, Failure};
 use crate::proxy::slots::Slot;
 use crate::proxy::upstream::{acquire, read_response_head, retarget, HeadError};
@@ -20,6 +22,7 @@ use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::{Reason, RecvStream};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
+use proxy_core::compress::Encoder;
 use proxy_core::config::{Endpoint, UpstreamProtocol};
 use proxy_core::h2::{response_fields, write_http1_request, PseudoHeaders, RequestBody};
 use proxy_core::http1::{parse_request, BodyFraming, Method, ResponseHead};
@@ -186,7 +189,7 @@ impl Stream {
         };
         let cluster = route.cluster;
         let mut accel = AccelPlan::default();
-        if route.cache.is_some() {
+        if route.cache.is_some() || route.compress.is_some() {
             let scheme: &[u8] = if conn.tls.is_some() {
                 b"https"
             } else {
@@ -269,6 +272,13 @@ impl Stream {
         let max_waiting = circuit
             .max_connections
             .map_or(usize::MAX, |_| circuit.max_pending);
+        let (_fetch, refresh_only) = match self.cache_before(&ctx, cfg, &mut plan).await {
+            Before::Forward {
+                fetch,
+                refresh_only,
+            } => (fetch, refresh_only),
+            Before::Answered => return ctx.buffers.give(out),
+        };
         let mut attempts = Attempts::new(&ctx, plan.cluster, plan.ep, plan.keys.hash);
         let mut slot: Option<(usize, Slot)> = None;
         let (mut up, mut ubuf, rhead) = loop {
@@ -409,6 +419,9 @@ impl Stream {
                 continue;
             }
             ctx.buffers.give(out);
+            if refresh_only {
+                return;
+            }
             if let Some(hit) = plan
                 .accel
                 .cache
@@ -445,10 +458,25 @@ impl Stream {
                     }
                     ctx.recycle(ubuf);
                     drop(slot);
+                    if refresh_only {
+                        return;
+                    }
                     return self.serve_hit(&hit, Some(ep));
                 }
                 OnResponse::Forward(c) => capture = c,
             }
+        }
+        if refresh_only {
+            let tracker = BodyTracker::new(rhead.framing(plan.method));
+            let close = rhead.close;
+            ubuf.drain(..rhead.head_len);
+            let clean = refresh_body(&ctx, cfg, &plan, &mut up, &mut ubuf, tracker, capture).await;
+            if clean && !close {
+                ctx.upstreams.put(ep.id, up, Instant::now());
+            }
+            ctx.recycle(ubuf);
+            drop(slot);
+            return;
         }
         if let Some((id, key)) = plan.accel.invalidate.take() {
             if proxy_core::cache::policy::invalidates(plan.method, rhead.status) {
@@ -458,11 +486,30 @@ impl Stream {
             }
         }
         // The parsed head (kilobytes of spans) is consumed here, not kept across an await.
-        let (framing, upstream_close, head_len, status, mut response) = {
+        let (framing, upstream_close, head_len, status, mut response, coder) = {
             let r = rhead;
             let framing = r.framing(plan.method);
             let response = self.response(&ubuf, &r, framing, plan.method == Method::Head);
-            (framing, r.close, r.head_len, r.status, response)
+            let settings = plan
+                .accel
+                .compress_route
+                .and_then(|ci| cfg.compressions.get(ci))
+                .filter(|c| should_compress(c, &ubuf, &r, plan.method));
+            let coder = settings.map(|c| (plan.accel.compress, c.level_for(plan.accel.compress)));
+            (framing, r.close, r.head_len, r.status, response, coder)
+        };
+        let coder = match coder {
+            Some((Some(enc), level)) => {
+                cached::encode_h2(response.headers_mut(), Some(enc));
+                ctx.stats.compressed.inc();
+                Some(Encoder::new(enc, level))
+            }
+            Some((None, _)) => {
+                // Compressible, the client did not ask: say it varies.
+                cached::encode_h2(response.headers_mut(), None);
+                None
+            }
+            None => None,
         };
         cached::mark_h2(&plan.accel, response.headers_mut());
         if let Some(name) = &cfg.clusters[plan.cluster].balance.sticky_cookie {
@@ -497,6 +544,7 @@ impl Stream {
                 &mut send,
                 &mut tracker,
                 capture.as_deref_mut(),
+                coder,
             );
             match relayed.await {
                 Ok(n) => {
