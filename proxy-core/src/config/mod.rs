@@ -441,6 +441,23 @@ fn resolve_routes(raw: &[FileRoute], clusters: &[Cluster]) -> Result<Routes, Con
                 "must start with / and contain no spaces",
             );
         }
+        if clusters[cluster].protocol == UpstreamProtocol::H2 {
+            let what = match (&r.cache, &r.compress) {
+                (Some(_), _) => Some("cache"),
+                (None, Some(_)) => Some("compress"),
+                (None, None) => None,
+            };
+            if let Some(what) = what {
+                return err(
+                    format!("{key}.{what}"),
+                    format!(
+                        "caching and compression are not available on a route to a cluster \
+                         with protocol = \"h2\" (`{}`); use an HTTP/1.1 cluster",
+                        r.cluster
+                    ),
+                );
+            }
+        }
         let cache = match &r.cache {
             None => None,
             Some(c) => {

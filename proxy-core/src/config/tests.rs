@@ -440,3 +440,19 @@ fn route_cache_and_compression_errors_name_the_key() {
         assert_eq!(e.key, key, "{keys}: {e:?}");
     }
 }
+
+#[test]
+fn cache_and_compression_are_refused_on_routes_to_h2_clusters() {
+    for keys in ["cache = {}", "compress = {}"] {
+        let text = MINIMAL
+            .replace(
+                "[[routes]]\ncluster = \"app\"\n",
+                &format!("[[routes]]\ncluster = \"app\"\n{keys}\n"),
+            )
+            .replace("name = \"app\"\n", "name = \"app\"\nprotocol = \"h2\"\n");
+        let e = resolve(&text).unwrap_err();
+        let field = keys.split(' ').next().unwrap();
+        assert_eq!(e.key, format!("routes[0].{field}"), "{e:?}");
+        assert!(e.message.contains("h2"), "{e:?}");
+    }
+}
