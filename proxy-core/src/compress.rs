@@ -441,18 +441,18 @@ enum Coding {
 /// empty element, a coding that is not a token, or a malformed q.
 fn parse_element(element: &[u8]) -> Option<(Coding, u16)> {
     let mut parts = element.split(|&b| b == b';');
-    let name = trim_ows(parts.next()?);
+    let name = parts.next()?.trim_ascii();
     if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
         return None;
     }
     let mut q = 1000;
     for param in parts {
-        let param = trim_ows(param);
+        let param = param.trim_ascii();
         let Some(eq) = param.iter().position(|&b| b == b'=') else {
             continue;
         };
-        if trim_ows(&param[..eq]).eq_ignore_ascii_case(b"q") {
-            q = parse_qvalue(trim_ows(&param[eq + 1..]))?;
+        if param[..eq].trim_ascii().eq_ignore_ascii_case(b"q") {
+            q = parse_qvalue(param[eq + 1..].trim_ascii())?;
         }
     }
     let coding = if name == b"*" {
@@ -484,19 +484,11 @@ fn parse_qvalue(v: &[u8]) -> Option<u16> {
 /// The `type` and `subtype` of a media type value, parameters dropped, or `None` if it is not
 /// `token/token`.
 fn media_type(value: &[u8]) -> Option<(&[u8], &[u8])> {
-    let essence = value.split(|&b| b == b';').next().map(trim_ows)?;
+    let essence = value.split(|&b| b == b';').next().map(<[u8]>::trim_ascii)?;
     let slash = essence.iter().position(|&b| b == b'/')?;
     let (ty, subtype) = (&essence[..slash], &essence[slash + 1..]);
     let is_token = |s: &[u8]| !s.is_empty() && s.iter().all(|&b| is_tchar(b));
     (is_token(ty) && is_token(subtype)).then_some((ty, subtype))
-}
-
-/// Strips optional whitespace (SP and HTAB) from both ends.
-fn trim_ows(s: &[u8]) -> &[u8] {
-    let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
-    let start = s.iter().position(|b| !is_ows(b)).unwrap_or(s.len());
-    let end = s.iter().rposition(|b| !is_ows(b)).map_or(start, |i| i + 1);
-    &s[start..end]
 }
 
 /// RFC 9110 `tchar`.

@@ -15,7 +15,7 @@ use proxy_core::cache::key::{primary_key, secondary_key};
 use proxy_core::cache::policy::{self, Serve};
 use proxy_core::compress::{content_type_matches, negotiate, Encoder, Encoding};
 use proxy_core::config::{CompressSettings, Config};
-use proxy_core::http1::{parse_request, BodyFraming, Method, RequestHead, Version};
+use proxy_core::http1::{has_token, parse_request, BodyFraming, Method, RequestHead, Version};
 use proxy_core::route::Route;
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -389,7 +389,7 @@ pub(crate) fn encode_h2(headers: &mut http::HeaderMap, enc: Option<Encoding>) {
         v.as_bytes() == b"*"
             || v.as_bytes()
                 .split(|&b| b == b',')
-                .any(|t| trim(t).eq_ignore_ascii_case(b"accept-encoding"))
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"accept-encoding"))
     });
     if !varies {
         headers.append(VARY, http::HeaderValue::from_static("Accept-Encoding"));
@@ -486,7 +486,7 @@ fn not_modified(head: &RequestHead, buf: &[u8], entry: &Entry) -> bool {
         let mine = opaque(etag);
         return inm
             .split(|&b| b == b',')
-            .map(trim)
+            .map(<[u8]>::trim_ascii)
             .any(|t| t == b"*" || opaque(t) == mine);
     }
     match (
@@ -509,26 +509,4 @@ pub(super) fn add_validators(out: &mut Vec<u8>, entry: &Entry) {
     if let Some(lm) = &entry.last_modified {
         proxy_core::cache::head::insert_field(out, b"If-Modified-Since", lm);
     }
-}
-
-/// Whether a comma-separated value lists `token`.
-pub(super) fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value.split(|&b| b == b',').any(|t| {
-        trim(t)
-            .split(|&b| b == b'=')
-            .next()
-            .is_some_and(|n| trim(n).eq_ignore_ascii_case(token))
-    })
-}
-
-fn trim(v: &[u8]) -> &[u8] {
-    let start = v
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(v.len());
-    let end = v
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
-    &v[start..end]
 }

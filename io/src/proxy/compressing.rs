@@ -3,10 +3,9 @@
 //! `proxy_core::compress`'s.
 
 use super::body::{BodyTracker, PumpError};
-use super::cached::has_token;
 use proxy_core::compress::{content_type_matches, Encoder, Encoding};
 use proxy_core::config::CompressSettings;
-use proxy_core::http1::{Method, ResponseHead};
+use proxy_core::http1::{has_token, Method, ResponseHead};
 
 /// Whether the response in `ubuf` should be compressed under `settings`: a 200 with a body of
 /// a listed type, not already encoded, not forbidden by `no-transform`, not a range, and not

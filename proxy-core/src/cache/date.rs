@@ -15,7 +15,7 @@
 /// "more than 50 years in the future" rule gives the same answer for every year from 2020 to
 /// 2069 except 70–75, a form nobody has sent for decades).
 pub fn parse_http_date(v: &[u8]) -> Option<u64> {
-    let v = trim(v);
+    let v = v.trim_ascii();
     match v.get(3)? {
         b',' => imf_fixdate(v),
         b' ' => asctime(v),
@@ -197,15 +197,6 @@ fn digits(s: &[u8]) -> Option<u64> {
 fn push_two(out: &mut Vec<u8>, n: u64) {
     out.push(b'0' + (n / 10 % 10) as u8);
     out.push(b'0' + (n % 10) as u8);
-}
-
-fn trim(v: &[u8]) -> &[u8] {
-    let start = v.iter().position(|&b| b != b' ' && b != b'\t');
-    let end = v.iter().rposition(|&b| b != b' ' && b != b'\t');
-    match (start, end) {
-        (Some(s), Some(e)) => &v[s..=e],
-        _ => &[],
-    }
 }
 
 #[cfg(test)]

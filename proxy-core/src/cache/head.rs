@@ -91,7 +91,7 @@ pub fn fields(head: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let colon = line.iter().position(|&b| b == b':')?;
         let (name, value) = line.split_at(colon);
-        Some((name, trim(&value[1..])))
+        Some((name, value[1..].trim_ascii()))
     })
 }
 
@@ -278,19 +278,7 @@ pub fn insert_field(head: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 fn lists(value: &[u8], token: &[u8]) -> bool {
     value
         .split(|&b| b == b',')
-        .any(|t| trim(t).eq_ignore_ascii_case(token))
-}
-
-fn trim(v: &[u8]) -> &[u8] {
-    let start = v
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(v.len());
-    let end = v
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
-    &v[start..end]
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ pub fn vary_names<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Result<Vec<
     let mut names = Vec::new();
     for value in values {
         for element in value.split(|&b| b == b',') {
-            let name = trim_ows(element);
+            let name = element.trim_ascii();
             if name.is_empty() {
                 continue;
             }
@@ -147,13 +147,6 @@ fn push_byte(b: u8, lowercase: bool, out: &mut Vec<u8>) {
         _ if lowercase => out.push(b.to_ascii_lowercase()),
         _ => out.push(b),
     }
-}
-
-fn trim_ows(s: &[u8]) -> &[u8] {
-    let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
-    let start = s.iter().position(|b| !is_ows(b)).unwrap_or(s.len());
-    let end = s.iter().rposition(|b| !is_ows(b)).map_or(start, |e| e + 1);
-    &s[start..end]
 }
 
 #[cfg(test)]

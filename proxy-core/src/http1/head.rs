@@ -138,7 +138,7 @@ pub fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
 }
 
 /// Whether a comma-separated header value contains `token` (case-insensitive).
-pub(crate) fn has_token(value: &[u8], token: &[u8]) -> bool {
+pub fn has_token(value: &[u8], token: &[u8]) -> bool {
     value
         .split(|&b| b == b',')
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))

@@ -12,8 +12,8 @@ mod request;
 mod response;
 
 pub use chunked::{ChunkedDecoder, ChunkedError, Decoded};
-pub use head::{find_head_end, HeaderSpan, Headers, Span, Version, MAX_HEADERS};
-pub(crate) use head::{has_token, is_tchar};
+pub(crate) use head::is_tchar;
+pub use head::{find_head_end, has_token, HeaderSpan, Headers, Span, Version, MAX_HEADERS};
 pub use request::{parse_request, Method, RequestHead};
 pub use response::{parse_response, ResponseHead};
 
