@@ -878,3 +878,60 @@ fn http2_clients_hit_get_stale_while_revalidating_and_coalesce() {
         assert_eq!(origin_hits(&origin, slow), 1, "coalesced into one fetch");
     });
 }
+
+/// Regressions found in review: a HEAD miss must not store an empty body for later GETs; a
+/// gzip client's revalidation must not put its compressed bytes where identity clients look;
+/// `only-if-cached` with nothing stored is a 504 without asking the origin.
+#[test]
+fn head_misses_coded_revalidations_and_only_if_cached() {
+    let origin = Backend::start("origin-review");
+    let both = format!("{CACHE}\ncompress = {{}}");
+    let proxy = start_accel_proxy(&origin, 1, &both);
+
+    let head_first = "/o/head-first?cc=max-age%3D60&body=600";
+    let r = request(proxy.addr, "HEAD", head_first, &[], b"");
+    assert_eq!(r.status, 200);
+    let r = fetch(&proxy, head_first, &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.body.len(),
+        600,
+        "a GET after a HEAD miss: {}",
+        r.summary()
+    );
+    let r = fetch(&proxy, head_first, &[]);
+    assert_eq!((r.header("x-cache"), r.body.len()), (Some("HIT"), 600));
+
+    let coded = "/o/coded-reval?cc=max-age%3D1&etag=%22c1%22&ct=text/html&body=3000";
+    let plain = fetch(&proxy, coded, &[]);
+    assert_eq!(plain.header("x-cache"), Some("MISS"));
+    let gz = fetch(&proxy, coded, &[("Accept-Encoding", "gzip")]);
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    std::thread::sleep(PAST_ONE_SECOND);
+    let r = fetch(&proxy, coded, &[("Accept-Encoding", "gzip")]);
+    assert_eq!(r.header("x-cache"), Some("REVALIDATED"), "{}", r.summary());
+    for headers in [&[][..], &[("Accept-Encoding", "br")][..]] {
+        let r = fetch(&proxy, coded, headers);
+        let want = headers.first().map(|_| "br");
+        assert_eq!(
+            r.header("content-encoding"),
+            want,
+            "{headers:?}: {}",
+            r.summary()
+        );
+        if want.is_none() {
+            assert_eq!(
+                r.body, plain.body,
+                "identity bytes after a gzip revalidation"
+            );
+        }
+    }
+
+    let unknown = "/o/only-if-cached?cc=max-age%3D60";
+    let r = fetch(&proxy, unknown, &[("Cache-Control", "only-if-cached")]);
+    assert_eq!(r.status, 504, "{}", r.summary());
+    assert_eq!(origin_hits(&origin, unknown), 0);
+    check(&fetch(&proxy, unknown, &[]), 200, "MISS", unknown);
+    let r = fetch(&proxy, unknown, &[("Cache-Control", "only-if-cached")]);
+    check(&r, 200, "HIT", "only-if-cached with a fresh entry");
+}

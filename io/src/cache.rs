@@ -29,8 +29,8 @@ const KEPT_PURGES: usize = 1024;
 pub(crate) struct Entry {
     /// Freshness facts.
     pub(crate) meta: ResponseMeta,
-    /// The response's end-to-end fields, each `Name: value\r\n` (no framing, hop-by-hop,
-    /// `Age`, `Date` or cache-status fields: those are written per response).
+    /// The status line and the response's end-to-end fields, each `Name: value\r\n` (no
+    /// framing, hop-by-hop, `Age` or cache-status fields: those are written per response).
     pub(crate) fields: Bytes,
     /// The payload (decoded from any chunked framing; compressed when `encoding` is set).
     pub(crate) body: Bytes,
@@ -76,7 +76,12 @@ impl PurgeRule {
             return None;
         }
         let slash = rest.find('/')?;
-        let (host, target) = rest.split_at(slash);
+        let (authority, target) = rest.split_at(slash);
+        // Requests are keyed by host without the port (as routing sees it): so is a purge.
+        let host = match authority.rfind(':') {
+            Some(colon) if !authority[colon..].contains(']') => &authority[..colon],
+            _ => authority,
+        };
         if host.is_empty() {
             return None;
         }
@@ -309,6 +314,15 @@ mod tests {
         assert_eq!(PurgeRule::for_url("ftp://example.com/a", false), None);
         assert_eq!(PurgeRule::for_url("http://example.com", true), None);
         assert_eq!(PurgeRule::for_url("http:///a", false), None);
+        assert_eq!(
+            PurgeRule::for_url("http://Example.com:8080/a?b=1", false),
+            PurgeRule::for_url("http://example.com/a?b=1", false),
+            "the port goes, the case does not matter"
+        );
+        assert_eq!(
+            PurgeRule::for_url("http://[::1]:8080/a", false),
+            PurgeRule::for_url("http://[::1]/a", false)
+        );
     }
 
     #[test]

@@ -390,6 +390,21 @@ pub(crate) async fn pump(
         res.map_err(|_| PumpError::Dst)?;
         buf.drain(..consumed);
     }
+    // A close-delimited body ends at the upstream's EOF, which no step saw: end the
+    // compressed stream (and its chunked framing) here.
+    if let Relay::Compress(c) = &mut relay {
+        if !c.is_ended() {
+            c.out.clear();
+            c.end()?;
+            let n = c.out.len();
+            let (res, o) = dst
+                .write_all(std::mem::take(&mut c.out), timeouts.dst)
+                .await;
+            c.out = o;
+            res.map_err(|_| PumpError::Dst)?;
+            written += n as u64;
+        }
+    }
     Ok(written)
 }
 

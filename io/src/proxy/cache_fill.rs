@@ -14,6 +14,7 @@ use proxy_core::cache::date::parse_http_date;
 use proxy_core::cache::head::{field, merge_304, stored_head};
 use proxy_core::cache::key::vary_names;
 use proxy_core::cache::policy::{self, RequestFacts, ResponseMeta};
+use proxy_core::cache::store::Store;
 use proxy_core::compress::Encoding;
 use proxy_core::config::{CacheSettings, Config};
 use proxy_core::http1::{parse_request, BodyFraming, Method, ResponseHead};
@@ -92,10 +93,11 @@ pub(super) fn on_response(
             refreshed.last_modified =
                 field(&refreshed.fields, b"last-modified").map(Bytes::copy_from_slice);
             if let Some(store) = ctx.cache.store(req.id) {
-                // Inserted again, not changed in place: the fields may have changed size.
-                store
-                    .borrow_mut()
-                    .insert(&req.key, &variant, refreshed.clone());
+                let mut store = store.borrow_mut();
+                // Inserted again, not changed in place: the fields may have changed size. The
+                // compressed variants made from the old identity entry go; they are made again.
+                store.insert(&req.key, &variant, refreshed.clone());
+                drop_coded(&mut store, &req.key, &variant);
             }
             ctx.stats.cache_revalidated.inc();
             return OnResponse::Serve(Box::new(Hit {
@@ -199,12 +201,7 @@ impl Capture {
             }
             // A new identity variant makes compressed ones made from the old one stale.
             if entry.compressible {
-                for enc in [Encoding::Gzip, Encoding::Brotli, Encoding::Zstd] {
-                    let mut coded = self.variant.clone();
-                    coded.push(1);
-                    coded.extend_from_slice(enc.token().as_bytes());
-                    store.remove_variant(&req.key, &coded);
-                }
+                drop_coded(&mut store, &req.key, &self.variant);
             }
             if store.insert(&req.key, &self.variant, entry) {
                 ctx.stats.cache_stored.inc();
@@ -235,7 +232,9 @@ fn capture_for(
         authorization: req.authorization,
     };
     let set_cookie = head.headers.find(ubuf, b"set-cookie").is_some();
-    if req.client_conditional
+    // A HEAD response has no body to store: storing it would answer later GETs with none.
+    if req.method == Method::Head
+        || req.client_conditional
         || policy::storable(&facts, meta, set_cookie, vary.is_err()).is_err()
         || head
             .content_length
@@ -309,5 +308,15 @@ pub(super) async fn read_into(
             Ok(_) => {}
             Err(_) => return Err(PumpError::SrcIo),
         }
+    }
+}
+
+/// Removes the compressed variants made from the identity variant `variant` of `key`.
+fn drop_coded(store: &mut Store<Entry>, key: &[u8], variant: &[u8]) {
+    for enc in [Encoding::Gzip, Encoding::Brotli, Encoding::Zstd] {
+        let mut coded = variant.to_vec();
+        coded.push(1);
+        coded.extend_from_slice(enc.token().as_bytes());
+        store.remove_variant(key, &coded);
     }
 }

@@ -43,6 +43,15 @@ impl Client {
     ) -> Option<u64> {
         let mut out = ctx.buffers.take();
         hit.write_head(close, version, &mut out);
+        if let Some(v) = self.tls.as_ref().and_then(|t| t.hsts()) {
+            if proxy_core::cache::head::field(&out, b"strict-transport-security").is_none() {
+                proxy_core::cache::head::insert_field(
+                    &mut out,
+                    b"Strict-Transport-Security",
+                    v.as_bytes(),
+                );
+            }
+        }
         let body = hit.body();
         let inline = body
             .as_ref()

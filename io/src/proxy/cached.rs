@@ -153,6 +153,8 @@ impl Hit {
 pub(super) enum Planned {
     Hit(Box<Hit>),
     Plan(Box<AccelPlan>),
+    /// Answer with this status without going upstream (`only-if-cached` and nothing usable).
+    Answer(proxy_core::Status),
 }
 
 /// The values of field `name` in a request head.
@@ -262,11 +264,12 @@ pub(super) fn plan(
         vary_coding: plan.compress_route.is_some(),
     };
     let compress = compress_of(cfg, plan.compress_route, plan.compress);
-    if let Some(found) = lookup(ctx, &req, head, buf, compress) {
+    if let Some(found) = lookup(ctx, &req, head, buf) {
         let (variant, entry) = found;
         match policy::evaluate(&entry.meta, &control, now) {
             Serve::Fresh => {
                 ctx.stats.cache_hits.inc();
+                let entry = served_variant(ctx, &req, head, buf, compress, entry);
                 let not_modified = client_conditional && not_modified(head, buf, &entry);
                 let settings = plan.compress_route.and_then(|ci| cfg.compressions.get(ci));
                 return Planned::Hit(Box::new(Hit {
@@ -285,10 +288,10 @@ pub(super) fn plan(
             }
             Serve::Revalidate => req.stored = Some((variant, entry)),
         }
-    } else if control.only_if_cached {
-        // RFC 9111 §5.2.1.7: nothing stored to answer with.
-        plan.bypass = status_field;
-        return Planned::Plan(Box::new(plan));
+    }
+    if control.only_if_cached && (req.stored.is_none() || !req.stale_first) {
+        // RFC 9111 §5.2.1.7: nothing stored that may be used without the origin.
+        return Planned::Answer(proxy_core::Status::GatewayTimeout);
     }
     req.req_head = buf[..head.head_len].to_vec();
     plan.cache = Some(Box::new(req));
@@ -315,11 +318,12 @@ pub(super) fn relookup(
 ) -> Option<Hit> {
     let head = parse_request(&req.req_head).ok().flatten()?;
     let compress = compress_of(cfg, compress_route, enc);
-    let (_, entry) = lookup(ctx, req, &head, &req.req_head, compress)?;
+    let (_, entry) = lookup(ctx, req, &head, &req.req_head)?;
     let now = now_secs();
     if policy::evaluate(&entry.meta, &req.control, now) != Serve::Fresh {
         return None;
     }
+    let entry = served_variant(ctx, req, &head, &req.req_head, compress, entry);
     ctx.stats.cache_hits.inc();
     let settings = compress_route.and_then(|ci| cfg.compressions.get(ci));
     Some(Hit {
@@ -414,33 +418,48 @@ pub(crate) fn encode_h2(headers: &mut http::HeaderMap, enc: Option<Encoding>) {
     }
 }
 
-/// The stored variant for this request: the identity variant, or for a client that accepts
-/// `enc`, the compressed one (made from the identity variant, once per worker).
+/// The identity variant stored for this request, with its secondary key.
 fn lookup(
     ctx: &WorkerCtx,
     req: &CacheReq,
     head: &RequestHead,
     buf: &[u8],
-    compress: Option<(&CompressSettings, Encoding)>,
 ) -> Option<(Vec<u8>, Entry)> {
     let store = ctx.cache.store(req.id)?;
     let mut store = store.borrow_mut();
     let names = store.any_variant(&req.key)?.vary.clone();
     let plain = variant_key(&names, head, buf, None);
     let entry = store.get(&req.key, &plain)?.clone();
+    Some((plain, entry))
+}
+
+/// What to serve for a fresh identity `entry`: itself, or for a client that accepts a coding
+/// the route would apply, the compressed variant (made from `entry` once per worker, with its
+/// freshness; a refresh or a new identity variant drops the compressed ones).
+fn served_variant(
+    ctx: &WorkerCtx,
+    req: &CacheReq,
+    head: &RequestHead,
+    buf: &[u8],
+    compress: Option<(&CompressSettings, Encoding)>,
+    entry: Entry,
+) -> Entry {
     let Some((settings, enc)) =
         compress.filter(|(c, _)| entry.encoding.is_none() && codable(&entry, Some(c)))
     else {
-        return Some((plain, entry));
+        return entry;
     };
-    let coded = variant_key(&names, head, buf, Some(enc));
-    if let Some(e) = store.get(&req.key, &coded) {
-        return Some((plain, e.clone()));
+    let coded = variant_key(&entry.vary, head, buf, Some(enc));
+    let Some(store) = ctx.cache.store(req.id) else {
+        return entry;
+    };
+    if let Some(e) = store.borrow_mut().get(&req.key, &coded) {
+        return e.clone();
     }
     let mut encoder = Encoder::new(enc, settings.level(enc));
     let mut body = Vec::with_capacity(entry.body.len() / 3 + 64);
     if encoder.write(&entry.body, &mut body).is_err() || encoder.finish(&mut body).is_err() {
-        return Some((plain, entry));
+        return entry;
     }
     let mut fields = entry.fields.to_vec();
     fields.extend_from_slice(b"\r\n");
@@ -453,8 +472,10 @@ fn lookup(
         ..entry
     };
     ctx.stats.compressed.inc();
-    store.insert(&req.key, &coded, coded_entry.clone());
-    Some((plain, coded_entry))
+    store
+        .borrow_mut()
+        .insert(&req.key, &coded, coded_entry.clone());
+    coded_entry
 }
 
 /// A stored head with its strong `ETag` made weak (a compressed variant's bytes differ).

@@ -78,6 +78,11 @@ impl Compressing {
         Ok(consumed)
     }
 
+    /// Whether the compressed stream has been ended.
+    pub(super) fn is_ended(&self) -> bool {
+        self.encoder.is_none()
+    }
+
     /// Ends the compressed stream (its trailer, then the last chunk), appending to `out`.
     pub(super) fn end(&mut self) -> Result<(), PumpError> {
         let Some(encoder) = self.encoder.take() else {

@@ -181,7 +181,8 @@ impl Client {
                     let hit = cache_fill::stale(creq, entry.clone(), cached::now_secs());
                     ctx.stats.cache_stale.inc();
                     // The client has its answer; the exchange below only refreshes the entry.
-                    let sent = self.write_hit(ctx, cfg, &hit, false, req.version).await;
+                    let close = !req.keep_alive || ctx.drain.is_fired();
+                    let sent = self.write_hit(ctx, cfg, &hit, close, req.version).await;
                     let Some(sent) = sent else {
                         ctx.buffers.give(out);
                         self.buf = Some(cbuf);
@@ -304,10 +305,16 @@ impl Client {
                 OnResponse::Forward(c) => capture = c,
             }
         }
+        if capture.is_none() {
+            // Nothing will be stored: requests waiting for this URL go on now, not after the
+            // whole transfer.
+            drop(fetch.take());
+        }
         if refresh_only {
             // Nobody waits for these bytes: read the new response into the store.
             let mut rbody = BodyTracker::new(rhead.framing(req.method));
-            let (head_len, close) = (rhead.head_len, rhead.close);
+            let until_close = matches!(rbody, BodyTracker::UntilClose);
+            let (head_len, close) = (rhead.head_len, rhead.close || until_close);
             ubuf.drain(..head_len);
             let read = cache_fill::read_into(
                 &mut up,
@@ -538,6 +545,7 @@ impl Client {
             match cached::plan(ctx, cfg, route, head, cbuf, scheme) {
                 Planned::Hit(hit) => return Decision::Hit(req, hit),
                 Planned::Plan(p) => *p,
+                Planned::Answer(status) => return Decision::Answer(req, status),
             }
         } else {
             AccelPlan::default()

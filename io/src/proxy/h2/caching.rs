@@ -101,6 +101,8 @@ pub(super) async fn refresh_body(
     mut tracker: BodyTracker,
     mut capture: Option<Box<Capture>>,
 ) -> bool {
+    // A body that ends with the connection leaves nothing to pool.
+    let until_close = matches!(tracker, BodyTracker::UntilClose);
     let read = cache_fill::read_into(
         up,
         ubuf,
@@ -112,5 +114,5 @@ pub(super) async fn refresh_body(
     if let (Some(c), Some(creq), true) = (capture, plan.accel.cache.as_ref(), read.is_ok()) {
         c.finish(ctx, creq);
     }
-    read.is_ok() && ubuf.is_empty()
+    read.is_ok() && ubuf.is_empty() && !until_close
 }

@@ -100,7 +100,7 @@ pub(super) struct Plan {
     pub(super) cluster: usize,
     pub(super) ep: Endpoint,
     pub(super) keys: RequestKeys,
-    /// What the cache does for this request (compression is for HTTP/1.1 clients only).
+    /// What the cache and compression do for this request.
     pub(super) accel: AccelPlan,
 }
 
@@ -198,6 +198,7 @@ impl Stream {
             match cached::plan(ctx, cfg, route, &head, out, scheme) {
                 Planned::Hit(hit) => return Err(Refusal::Cached(hit)),
                 Planned::Plan(p) => accel = *p,
+                Planned::Answer(status) => return Err(Refusal::Answer(status)),
             }
         }
         let keys = request_keys(
@@ -227,8 +228,7 @@ impl Stream {
         std::mem::swap(out, &mut forwarded);
         ctx.buffers.give(forwarded);
         if let Some(creq) = &accel.cache {
-            // A stale stored response is revalidated (an HTTP/2 client waits for it: serving
-            // stale first is done for HTTP/1 clients only).
+            // A stale stored response is revalidated with its validators.
             if let (Some((_, entry)), false) = (&creq.stored, creq.client_conditional) {
                 if kind == RequestBody::None {
                     cached::add_validators(out, entry);
@@ -272,7 +272,7 @@ impl Stream {
         let max_waiting = circuit
             .max_connections
             .map_or(usize::MAX, |_| circuit.max_pending);
-        let (_fetch, refresh_only) = match self.cache_before(&ctx, cfg, &mut plan).await {
+        let (mut fetch, refresh_only) = match self.cache_before(&ctx, cfg, &mut plan).await {
             Before::Forward {
                 fetch,
                 refresh_only,
@@ -465,6 +465,10 @@ impl Stream {
                 }
                 OnResponse::Forward(c) => capture = c,
             }
+        }
+        if capture.is_none() {
+            // Nothing will be stored: streams waiting for this URL go on now.
+            drop(fetch.take());
         }
         if refresh_only {
             let tracker = BodyTracker::new(rhead.framing(plan.method));
