@@ -264,16 +264,7 @@ impl Encoder {
                 &[],
                 out,
             ),
-            Coder::Zstd(cctx) => loop {
-                out.reserve(OUT_STEP);
-                let pos = out.len();
-                let remaining = cctx
-                    .flush_stream(&mut OutBuffer::around_pos(out, pos))
-                    .map_err(zstd_error)?;
-                if remaining == 0 {
-                    return Ok(());
-                }
-            },
+            Coder::Zstd(cctx) => zstd_drain(cctx, out, false),
         }
     }
 
@@ -300,16 +291,7 @@ impl Encoder {
                 &[],
                 out,
             ),
-            Coder::Zstd(cctx) => loop {
-                out.reserve(OUT_STEP);
-                let pos = out.len();
-                let remaining = cctx
-                    .end_stream(&mut OutBuffer::around_pos(out, pos))
-                    .map_err(zstd_error)?;
-                if remaining == 0 {
-                    return Ok(());
-                }
-            },
+            Coder::Zstd(cctx) => zstd_drain(cctx, out, true),
         }
     }
 
@@ -420,6 +402,24 @@ fn brotli_run(
 /// Bytes consumed between two readings of a coder's input counter.
 fn progress(before: u64, after: u64) -> usize {
     usize::try_from(after.saturating_sub(before)).unwrap_or(usize::MAX)
+}
+
+/// Flushes (or with `end`, ends) a zstd stream into `out` until the library has nothing left.
+fn zstd_drain(cctx: &mut CCtx<'static>, out: &mut Vec<u8>, end: bool) -> io::Result<()> {
+    loop {
+        out.reserve(OUT_STEP);
+        let pos = out.len();
+        let mut output = OutBuffer::around_pos(out, pos);
+        let remaining = if end {
+            cctx.end_stream(&mut output)
+        } else {
+            cctx.flush_stream(&mut output)
+        }
+        .map_err(zstd_error)?;
+        if remaining == 0 {
+            return Ok(());
+        }
+    }
 }
 
 /// A zstd error code as an `io::Error`.

@@ -54,10 +54,7 @@ pub fn merge_304(
     let mut update = Vec::with_capacity(head.head_len);
     stored_head(buf, head, status_field, &mut update);
     let replaced = |name: &[u8]| fields(&update).any(|(n, _)| n.eq_ignore_ascii_case(name));
-    let status_end = stored
-        .windows(2)
-        .position(|w| w == b"\r\n")
-        .map_or(stored.len(), |p| p + 2);
+    let status_end = status_line_end(stored);
     let mut out = Vec::with_capacity(stored.len() + update.len());
     out.extend_from_slice(&stored[..status_end]);
     for (name, value) in fields(stored).filter(|(n, _)| !replaced(n)) {
@@ -73,6 +70,13 @@ pub fn merge_304(
         out.extend_from_slice(b"\r\n");
     }
     out
+}
+
+/// Where the status line of a head ends (past its CRLF), or the head's length without one.
+fn status_line_end(head: &[u8]) -> usize {
+    head.windows(2)
+        .position(|w| w == b"\r\n")
+        .map_or(head.len(), |p| p + 2)
 }
 
 /// The status code of a stored head.
@@ -127,10 +131,7 @@ pub fn write_served_head(
     not_modified: bool,
     out: &mut Vec<u8>,
 ) {
-    let status_end = stored
-        .windows(2)
-        .position(|w| w == b"\r\n")
-        .map_or(stored.len(), |p| p + 2);
+    let status_end = status_line_end(stored);
     if not_modified {
         out.extend_from_slice(b"HTTP/1.1 304 Not Modified\r\n");
     } else {
@@ -189,10 +190,7 @@ const KEPT_BY_304: [&[u8]; 6] = [
 /// close-delimited, for HTTP/1.0 clients, and any `Transfer-Encoding` goes).
 pub fn encode_head(head: &mut Vec<u8>, token: &[u8], chunked: bool) {
     let old = std::mem::take(head);
-    let status_end = old
-        .windows(2)
-        .position(|w| w == b"\r\n")
-        .map_or(old.len(), |p| p + 2);
+    let status_end = status_line_end(&old);
     head.extend_from_slice(&old[..status_end]);
     let mut vary_done = false;
     for (name, value) in fields(&old) {
@@ -238,10 +236,7 @@ pub fn add_vary(head: &mut Vec<u8>, name: &[u8]) {
         }
     }
     let old = std::mem::take(head);
-    let status_end = old
-        .windows(2)
-        .position(|w| w == b"\r\n")
-        .map_or(old.len(), |p| p + 2);
+    let status_end = status_line_end(&old);
     head.extend_from_slice(&old[..status_end]);
     let mut done = false;
     for (n, value) in fields(&old) {
